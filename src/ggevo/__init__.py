@@ -1,0 +1,3 @@
+"""ggevo: GEMONN, gradient-guided multi-objective evolution of sparse neural networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The minibatch stream of a run: generation ``t`` always gets the same batch for a given seed.
+
+Epoch ``e`` is a permutation drawn from ``seed + e``; batch ``t`` is slice ``t mod B`` of epoch
+``t // B``, where ``B`` full batches fit in the split. The stream is infinite (``max_steps``
+ends the run) and stateful, so Lightning checkpoints its position and a resumed run
+continues with the batch the killed run would have used next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class MinibatchStream:
+    """Yields ``(x, y, t)`` for ``t = start, start+1, …``: features, labels and the batch's step."""
+
+    # Lightning fetches one batch ahead of the training step; a checkpoint taken after step t
+    # has seen batch t+1 drawn, so the saved position steps back by this many batches.
+    lookahead = 1
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size: must be positive, got {batch_size}")
+        if batch_size > len(x):
+            raise ValueError(f"data.batch_size: {batch_size} is larger than the training split ({len(x)})")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.seed = seed
+        self.per_epoch = len(x) // batch_size
+        self.position = 0
+        self._cached_epoch: tuple[int, torch.Tensor] | None = None
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if self._cached_epoch is None or self._cached_epoch[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._cached_epoch = (epoch, torch.randperm(len(self.x), generator=g))
+        return self._cached_epoch[1]
+
+    def batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch of step ``t``."""
+        epoch, k = divmod(t, self.per_epoch)
+        idx = self._order(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
+        return self.x[idx], self.y[idx], torch.tensor(t)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
+            t = self.position
+            self.position += 1
+            yield self.batch(t)
+
+    def state_dict(self) -> dict:
+        return {"position": max(self.position - self.lookahead, 0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])

@@ -1,0 +1,11 @@
+"""The method itself, in pure torch: population, operators, selection and the optimizer.
+
+Nothing in this package imports Lightning, Hydra or MLflow.
+"""
+
+from ggevo.ea.flat import FlatParams, ParamLayout
+
+
+from ggevo.ea.gemonn import GEMONN
+
+__all__ = ["GEMONN", "FlatParams", "ParamLayout"]

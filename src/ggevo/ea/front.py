@@ -1,0 +1,54 @@
+"""The product of a run: the non-dominated front, its knee, its hypervolume (ALGORITHM.md, "After evolution")."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pymoo.indicators.hv import HV
+
+from ggevo.ea.selection import fronts
+
+
+def first_front(F: torch.Tensor) -> torch.Tensor:
+    """Indices of the non-dominated members of ``F`` (n×2) with finite objectives, by rising density."""
+    finite = torch.isfinite(F).all(dim=1)
+    idx = torch.as_tensor(fronts(F)[0], dtype=torch.int64)
+    idx = idx[finite[idx]]
+    return idx[torch.argsort(F[idx, 0], stable=True)]
+
+
+def knee(F: torch.Tensor) -> int:
+    """Index into ``F`` (k×2, one front) of the knee: the point farthest on the ideal side of the line
+    through the two extremes, after normalising each objective to [0, 1]; with fewer than three
+    points, the one nearest the normalised ideal point."""
+    if F.shape[0] == 0:
+        raise ValueError("an empty front has no knee")
+    f = F.double()
+    span = (f.max(0).values - f.min(0).values).clamp_min(1e-12)
+    z = (f - f.min(0).values) / span
+    if F.shape[0] < 3:
+        return int(z.sum(1).argmin())
+    first, last = z[z[:, 0].argmin()], z[z[:, 0].argmax()]
+    direction = (last - first) / torch.linalg.norm(last - first).clamp_min(1e-12)
+    rel = z - first
+    dist = rel[:, 0] * direction[1] - rel[:, 1] * direction[0]  # > 0 on the ideal side
+    return int(dist.argmax())
+
+
+def hypervolume(F: torch.Tensor, ref_point) -> float:
+    """Exact 2-D hypervolume (pymoo) of the points of ``F`` (n×2) that dominate ``ref_point``."""
+    ref = np.asarray(ref_point, dtype=np.float64)
+    f = F.detach().cpu().double().numpy()
+    f = f[np.isfinite(f).all(axis=1) & (f < ref).all(axis=1)]
+    if len(f) == 0:
+        return 0.0
+    return float(HV(ref_point=ref)(f))
+
+
+def best_under_density(F: torch.Tensor, budget: float) -> int | None:
+    """Index of the lowest-loss row of ``F`` (n×2) with density ≤ ``budget``, or None."""
+    ok = (F[:, 0] <= budget) & torch.isfinite(F[:, 1])
+    if not ok.any():
+        return None
+    loss = torch.where(ok, F[:, 1], torch.inf)
+    return int(loss.argmin())

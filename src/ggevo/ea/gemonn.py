@@ -1,0 +1,243 @@
+"""GEMONN as a ``torch.optim.Optimizer``: one ``step`` is one NSGA-II generation (ALGORITHM.md).
+
+The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, loss), gradients
+``G`` n×D, rank, crowding, counters and the generator's state) lives in ``self.state``, so
+``state_dict()``/``load_state_dict()`` resume a run exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Callable, Iterable
+
+import torch
+
+from ggevo.ea.flat import ParamLayout
+from ggevo.ea.front import first_front, hypervolume, knee
+from ggevo.ea.init import INIT_SCHEMES, box_bounds, initial_population
+from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
+from ggevo.ea.operators.sbx_kernel import run_kernel
+from ggevo.ea.operators.zero_mutation import zero_mutation_
+from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
+
+Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Closure = Callable[[], Evaluate]
+CROSSOVERS = ("grad_sbx", "sbx")
+MUTATIONS = ("zero", "polynomial")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"optimizer.{key}: {message}")
+
+
+def compile_available(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build kernels here (a C++ compiler on CPU, Triton's backend on CUDA)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+class GEMONN(torch.optim.Optimizer):
+    """Gradient-guided multi-objective evolution of the parameters ``params`` (NSGA-II frame).
+
+    ``step(closure)`` runs one generation. As with any torch optimizer, ``closure`` takes no
+    arguments (Lightning calls it so); it returns ``evaluate``, where ``evaluate(X)`` gives the
+    losses (n,) and gradients (n×D) of the rows of ``X`` on this generation's minibatch.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        *,
+        pop_size: int = 50,
+        eta: float = 20.0,
+        crossover: str = "grad_sbx",
+        sparsity_preservation: float = 0.5,
+        exchange: bool = True,
+        mutation: str = "zero",
+        mutation_eta: float = 20.0,
+        mutation_rate: float | None = None,
+        reevaluate_parents: bool = True,
+        init: str = "xavier",
+        graded_density: bool = True,
+        weight_bound: float = 10.0,
+        bias_bound: float = 20.0,
+        hv_ref: tuple[float, float] = (1.0, 1.0),
+        seed: int = 0,
+        compile: bool | str = "auto",
+    ):
+        _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
+               f"must be an even integer ≥ 2, got {pop_size!r}")
+        _check(eta >= 0, "eta", f"must be non-negative, got {eta}")
+        _check(crossover in CROSSOVERS, "crossover", f"must be one of {CROSSOVERS}, got {crossover!r}")
+        _check(0.0 <= sparsity_preservation <= 1.0, "sparsity_preservation",
+               f"must be a probability in [0, 1], got {sparsity_preservation}")
+        _check(mutation in MUTATIONS, "mutation", f"must be one of {MUTATIONS}, got {mutation!r}")
+        _check(mutation_eta >= 0, "mutation_eta", f"must be non-negative, got {mutation_eta}")
+        _check(mutation_rate is None or 0.0 <= mutation_rate <= 1.0, "mutation_rate",
+               f"must be null or a probability, got {mutation_rate}")
+        _check(init in INIT_SCHEMES, "init", f"must be one of {INIT_SCHEMES}, got {init!r}")
+        _check(weight_bound > 0 and bias_bound > 0, "weight_bound", "bounds must be positive")
+        _check(len(hv_ref) == 2, "hv_ref", f"must be two numbers (density, loss), got {hv_ref!r}")
+        _check(compile in (True, False, "auto"), "compile", f"must be true, false or auto, got {compile!r}")
+        defaults = dict(
+            pop_size=pop_size, eta=float(eta), crossover=crossover,
+            sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
+            mutation_eta=float(mutation_eta), mutation_rate=mutation_rate,
+            reevaluate_parents=bool(reevaluate_parents), init=init, graded_density=bool(graded_density),
+            weight_bound=float(weight_bound), bias_bound=float(bias_bound),
+            hv_ref=tuple(float(v) for v in hv_ref), seed=int(seed),
+        )
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("GEMONN evolves one parameter group")
+        self.params = self.param_groups[0]["params"]
+        self.layout = ParamLayout([p.shape for p in self.params])
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self._compile = compile
+        self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------- state
+    @property
+    def hp(self) -> dict:
+        return self.param_groups[0]
+
+    @property
+    def run_state(self) -> dict:
+        """The population state: ``X, F, G, rank, crowding, generation, evaluations, nonfinite, rng``."""
+        return self.state[self.params[0]]
+
+    @property
+    def initialized(self) -> bool:
+        return "X" in self.run_state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if self.initialized:
+            self.generator.set_state(self.run_state["rng"].cpu())
+
+    def _device(self) -> torch.device:
+        return self.params[0].device
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._bounds is None or self._bounds[0].device != self._device():
+            lo, hi = box_bounds(self.layout, weight_bound=self.hp["weight_bound"], bias_bound=self.hp["bias_bound"],
+                                dtype=self.params[0].dtype)
+            self._bounds = (lo.to(self._device()), hi.to(self._device()))
+        return self._bounds
+
+    def _compiled(self) -> bool:
+        if self._compile == "auto":
+            self._compile = compile_available(self._device())
+        return bool(self._compile)
+
+    # ------------------------------------------------------------ evaluation
+    def _evaluate(self, evaluate: Evaluate, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objectives (n×2) and gradients (n×D) of ``X``; non-finite losses become +inf, counted."""
+        loss, grad = evaluate(X)
+        if loss.shape != (X.shape[0],) or grad.shape != X.shape:
+            raise ValueError(f"evaluate returned loss {tuple(loss.shape)} and grad {tuple(grad.shape)} "
+                             f"for a population of {tuple(X.shape)}")
+        loss = loss.detach().to(X.dtype)
+        bad = ~torch.isfinite(loss)
+        st = self.run_state
+        st["nonfinite"] = st.get("nonfinite", 0) + int(bad.sum())
+        st["evaluations"] = st.get("evaluations", 0) + X.shape[0]
+        loss = torch.where(bad, torch.inf, loss)
+        grad = torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+        grad[bad] = 0.0
+        density = torch.count_nonzero(X, dim=1).to(X.dtype) / X.shape[1]
+        return torch.stack((density, loss), dim=1), grad
+
+    def _initialize(self, evaluate: Evaluate) -> None:
+        hp, st = self.hp, self.run_state
+        lo, hi = self.bounds()
+        X = initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
+                               lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
+                               dtype=self.params[0].dtype).to(self._device())
+        st["generation"] = 0
+        st["X"] = X
+        st["F"], st["G"] = self._evaluate(evaluate, X)
+
+    # ------------------------------------------------------------ generation
+    def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        hp = self.hp
+        lo, hi = self.bounds()
+        guided = hp["crossover"] == "grad_sbx"
+        children = run_kernel(
+            X, G if guided else None, pairs, eta=hp["eta"],
+            sparsity_preservation=hp["sparsity_preservation"] if guided else 0.0,
+            guided=guided, exchange=guided and hp["exchange"], lower=lo, upper=hi,
+            generator=self.generator, compiled=self._compiled(),
+        ).view(-1, X.shape[1])
+        if hp["mutation"] == "zero":
+            return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator)
+        return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
+                                    rate=hp["mutation_rate"], generator=self.generator)
+
+    @torch.no_grad()
+    def step(self, closure: Closure) -> dict:  # type: ignore[override]
+        """One generation on the minibatch that ``closure`` scores; returns a status dict."""
+        hp, st = self.hp, self.run_state
+        evaluate = closure()
+        if not self.initialized:
+            self._initialize(evaluate)
+        elif hp["reevaluate_parents"]:
+            st["F"], st["G"] = self._evaluate(evaluate, st["X"])
+        X, F, G = st["X"], st["F"], st["G"]
+        n = X.shape[0]
+        rank, crowding = rank_and_crowding(F)
+        pairs = binary_tournament(rank, crowding, n, generator=self.generator).view(2, n // 2)
+        try:
+            C = self._variation(X, G, pairs)
+        except Exception as err:  # a compiler missing or broken at run time: fall back, loudly
+            if not self._compile:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using eager operators")
+            self._compile = False
+            C = self._variation(X, G, pairs)
+        FC, GC = self._evaluate(evaluate, C)
+        keep = survival(torch.cat((F, FC)), n).to(X.device)
+        dead = torch.ones(n, dtype=torch.bool, device=X.device)
+        dead[keep[keep < n]] = False
+        born = keep[keep >= n] - n
+        rows = dead.nonzero().squeeze(1)
+        X.index_copy_(0, rows, C[born])
+        G.index_copy_(0, rows, GC[born])
+        F.index_copy_(0, rows, FC[born])
+        st["rank"], st["crowding"] = rank_and_crowding(F)
+        st["generation"] += 1
+        st["rng"] = self.generator.get_state()
+        status = self.status()
+        self._load_knee()
+        return status
+
+    # --------------------------------------------------------------- results
+    def front(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-dominated members: ``(X_front (k×D), F_front (k×2))`` by rising density."""
+        idx = first_front(self.run_state["F"])
+        return self.run_state["X"][idx], self.run_state["F"][idx]
+
+    def status(self) -> dict:
+        st = self.run_state
+        _, Ff = self.front()
+        k = knee(Ff) if len(Ff) else None
+        return {
+            "generation": st["generation"],
+            "evaluations": st["evaluations"],
+            "nonfinite": st["nonfinite"],
+            "loss/min": float(st["F"][:, 1].min()),
+            "loss/knee": float(Ff[k, 1]) if k is not None else float("nan"),
+            "density/knee": float(Ff[k, 0]) if k is not None else float("nan"),
+            "front/size": int(len(Ff)),
+            "hypervolume": hypervolume(Ff, self.hp["hv_ref"]),
+        }
+
+    def _load_knee(self) -> None:
+        """Write the knee solution into the parameters, so the wrapped module is a usable model."""
+        Xf, Ff = self.front()
+        if len(Ff):
+            for p, v in zip(self.params, self.layout.split(Xf[knee(Ff)])):
+                p.copy_(v)

@@ -1,0 +1,76 @@
+"""Graded-density initial population and box bounds (ALGORITHM.md, "Population and initialisation")."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ggevo.ea.flat import ParamLayout
+
+INIT_SCHEMES = ("xavier", "reference")
+
+
+def _fans(shape: torch.Size) -> tuple[int, int]:
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def initial_values(
+    layout: ParamLayout, n: int, *, scheme: str, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``n`` independent draws (n×D) of the model's initialiser.
+
+    ``xavier``: weights U(−a, a) with ``a = √(6/(fan_in+fan_out))``, biases 0.01.
+    ``reference``: the reference code's autoencoder rule, every tensor U(−a, a) with
+    ``a = 6/√(fan_in+fan_out)``; a bias uses the ``a`` of the weight tensor before it.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
+    blocks, last_a = [], None
+    for shape, numel in zip(layout.shapes, layout.numels):
+        if len(shape) >= 2:
+            fan_in, fan_out = _fans(shape)
+            last_a = math.sqrt(6.0 / (fan_in + fan_out)) if scheme == "xavier" else 6.0 / math.sqrt(fan_in + fan_out)
+            a = last_a
+        elif scheme == "xavier" or last_a is None:
+            blocks.append(torch.full((n, numel), 0.01, dtype=dtype))
+            continue
+        else:
+            a = last_a
+        blocks.append((torch.rand(n, numel, generator=generator, dtype=dtype) * 2.0 - 1.0) * a)
+    return torch.cat(blocks, dim=1)
+
+
+def graded_mask(n: int, dim: int, *, generator: torch.Generator) -> torch.Tensor:
+    """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``."""
+    keep = torch.arange(1, n + 1, dtype=torch.float32).unsqueeze(1) / n
+    return torch.rand(n, dim, generator=generator) < keep
+
+
+def initial_population(
+    layout: ParamLayout,
+    n: int,
+    *,
+    scheme: str = "xavier",
+    graded: bool = True,
+    lower: torch.Tensor | None = None,
+    upper: torch.Tensor | None = None,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Initial population (n×D): independent initialiser draws, graded densities ``i/n`` if ``graded``."""
+    X = initial_values(layout, n, scheme=scheme, generator=generator, dtype=dtype)
+    if graded:
+        X = X * graded_mask(n, layout.dim, generator=generator)
+    if lower is not None:
+        X = torch.clamp(X, lower.to(X), upper.to(X))
+    return X
+
+
+def box_bounds(layout: ParamLayout, *, weight_bound: float, bias_bound: float, dtype: torch.dtype = torch.float32):
+    """``(lower, upper)`` (D,): ±``weight_bound`` on weight tensors, ±``bias_bound`` on biases."""
+    if weight_bound <= 0 or bias_bound <= 0:
+        raise ValueError(f"bounds must be positive, got {weight_bound}, {bias_bound}")
+    upper = torch.where(layout.is_weight(), weight_bound, bias_bound).to(dtype)
+    return -upper, upper

@@ -1,0 +1,37 @@
+"""Counter-based random bits: one 32-bit hash per tensor entry from a key drawn off a Generator.
+
+Drawing ``P×D`` uniforms from torch's Mersenne Twister costs more than the whole crossover
+arithmetic (benchmarks/generation.py). A keyed integer hash of each entry's index gives the
+same stream in eager and compiled code, costs a few fused integer ops, and keeps the run a
+pure function of the ``torch.Generator``: only the two 32-bit keys are drawn from it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    # (x * c) mod 2**32 without overflowing int64: split c into 16-bit halves.
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    # "lowbias32" integer finaliser (C. Wellons), a bijection on 32-bit words.
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_hash(counter: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """32-bit hash (int64 in [0, 2**32)) of each entry of ``counter`` (int64, < 2**32) under ``key`` (2,)."""
+    return _mix32(_mix32(counter ^ key[0]) ^ key[1])
+
+
+def bits_to_uniform(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Open-interval uniforms in (0, 1) from bits 9..31 of ``h``: ``(2k + 1) / 2**24``, exact in float32."""
+    return ((h >> 9) * 2 + 1).to(dtype) * (2.0**-24)

@@ -1,0 +1,72 @@
+"""NSGA-II ranking, crowding, environmental selection and binary tournament (ALGORITHM.md, steps 1 and 5).
+
+Non-dominated sorting and crowding distance come from pymoo; this module only adapts
+tensors to it and threads the explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+_WORST = 1e30  # stands in for +inf so that pymoo's crowding normalisation stays finite
+
+
+def _objectives(F: torch.Tensor) -> np.ndarray:
+    if F.dim() != 2:
+        raise ValueError(f"objectives must be (n, M), got {tuple(F.shape)}")
+    return np.nan_to_num(F.detach().cpu().double().numpy(), nan=_WORST, posinf=_WORST)
+
+
+def fronts(F: torch.Tensor) -> list[np.ndarray]:
+    """Indices of each non-domination front of ``F`` (n×M), best first (pymoo)."""
+    return NonDominatedSorting().do(_objectives(F))
+
+
+def rank_and_crowding(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-domination rank (n,) int64, 0 = first front, and crowding distance within its front (n,)."""
+    Fn = _objectives(F)
+    rank = np.empty(len(Fn), dtype=np.int64)
+    crowding = np.empty(len(Fn), dtype=np.float64)
+    for k, front in enumerate(NonDominatedSorting().do(Fn)):
+        rank[front] = k
+        crowding[front] = calc_crowding_distance(Fn[front])
+    return torch.from_numpy(rank), torch.from_numpy(crowding)
+
+
+def survival(F: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (n,) of the NSGA-II survivors of ``F`` (m×M): whole fronts, the last cut by crowding.
+
+    Ties in crowding keep the lower index (a stable sort), so the choice is deterministic.
+    """
+    Fn = _objectives(F)
+    if not 0 < n <= len(Fn):
+        raise ValueError(f"cannot keep {n} of {len(Fn)}")
+    keep: list[np.ndarray] = []
+    left = n
+    for front in NonDominatedSorting().do(Fn):
+        if len(front) <= left:
+            keep.append(front)
+            left -= len(front)
+        else:
+            cd = calc_crowding_distance(Fn[front])
+            keep.append(front[np.argsort(-cd, kind="stable")[:left]])
+            left = 0
+        if left == 0:
+            break
+    return torch.from_numpy(np.concatenate(keep).astype(np.int64))
+
+
+def binary_tournament(
+    rank: torch.Tensor, crowding: torch.Tensor, n: int, *, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` winners (indices) of binary tournaments: lower rank wins, then larger crowding, then a coin."""
+    m = rank.shape[0]
+    a = torch.randint(0, m, (n,), generator=generator)
+    b = torch.randint(0, m, (n,), generator=generator)
+    coin = torch.rand(n, generator=generator) < 0.5
+    ra, rb, ca, cb = rank[a], rank[b], crowding[a], crowding[b]
+    a_wins = (ra < rb) | ((ra == rb) & ((ca > cb) | ((ca == cb) & coin)))
+    return torch.where(a_wins, a, b)

@@ -1,0 +1,96 @@
+"""The LightningModule that drives GEMONN: manual optimization, one generation per training step."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ggevo.ea.evaluate import PopulationEvaluator
+from ggevo.ea.flat import FlatParams
+from ggevo.ea.front import knee
+from ggevo.ea.gemonn import GEMONN
+from ggevo.lit.tasks import loss_for
+
+
+class EvolutionModule(pl.LightningModule):
+    """Evolves ``model``'s parameters with the optimizer that ``optimizer(params)`` builds.
+
+    Each training step draws the next minibatch and runs ``opt.step()`` once, so
+    ``global_step``, ``max_steps`` and checkpoint intervals count generations. The optimizer's
+    status dict is logged as it comes; validation scores the front on the validation split.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., GEMONN],
+        task: str = "reconstruction",
+        evaluation: str = "auto",
+        chunk_size: int | None = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.task = task
+        self.loss_fn = loss_for(task)
+        self.flat = FlatParams(model)
+        self.evaluator = PopulationEvaluator(self.flat, self.loss_fn, evaluation, chunk_size)
+        self.optimizer_factory = optimizer
+        self.first_front: torch.Tensor | None = None
+        self._val_sums: torch.Tensor | None = None
+        self._val_count = 0
+        self.val_losses: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self) -> GEMONN:
+        return self.optimizer_factory(self.model.parameters())
+
+    @property
+    def gemonn(self) -> GEMONN:
+        return self.optimizers().optimizer
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        x, y, t = batch
+        if int(t) != self.global_step:
+            warnings.warn(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
+        status = self.optimizers().step(closure=lambda: partial(self.evaluator, batch=(x, y)))
+        if self.first_front is None:
+            self.first_front = self.gemonn.front()[1].detach().cpu().clone()
+        self.log_dict({k: float(v) for k, v in status.items()}, on_step=True, on_epoch=False)
+
+    # -------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums, self._val_count = None, 0
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        opt = self.optimizers().optimizer
+        if not opt.initialized:
+            return
+        X, _ = opt.front()
+        losses = self.evaluator.losses(X, batch).double() * batch[0].shape[0]
+        self._val_sums = losses if self._val_sums is None else self._val_sums + losses
+        self._val_count += batch[0].shape[0]
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_sums is None:
+            return
+        self.val_losses = (self._val_sums / self._val_count).cpu()
+        _, F = self.optimizers().optimizer.front()
+        self.log_dict({"val/loss_min": float(self.val_losses.min()),
+                       "val/loss_knee": float(self.val_losses[knee(F)])})
+
+    # -------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ggevo"] = {"first_front": self.first_front}
+        if self.logger is not None and getattr(self.logger, "run_id", None):
+            checkpoint["ggevo"]["mlflow_run_id"] = self.logger.run_id
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.first_front = checkpoint.get("ggevo", {}).get("first_front")

@@ -1,0 +1,5 @@
+"""Plain ``nn.Module``s evolved by GEMONN."""
+
+from ggevo.models.autoencoder import TiedAutoencoder
+
+__all__ = ["TiedAutoencoder"]

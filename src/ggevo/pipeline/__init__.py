@@ -1,0 +1,1 @@
+"""Entry points that wire a config to objects: training now; evaluation and reports build on it."""

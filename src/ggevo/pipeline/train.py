@@ -1,0 +1,105 @@
+"""``train(cfg)``: compose objects from a config, evolve, record everything in MLflow."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ggevo.lit.module import EvolutionModule
+from ggevo.lit.progress import GenerationProgress
+from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
+from ggevo.pipeline.paths import project_root, rooted
+from ggevo.pipeline.tracking import flatten_config, make_logger
+from ggevo.pipeline.validate import validate
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """``run_dir`` if set, else Hydra's output folder, else ``outputs/<timestamp>`` at the project root."""
+    if cfg.get("run_dir"):
+        return rooted(cfg.run_dir)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return project_root() / "outputs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+
+
+def build(cfg: DictConfig) -> tuple[EvolutionModule, pl.LightningDataModule]:
+    """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
+    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)))
+    data.setup()
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    task = model_cfg.pop("task", "reconstruction")
+    model = instantiate(model_cfg)
+    module = EvolutionModule(model, instantiate(cfg.optimizer), task=task,
+                             evaluation=cfg.evaluation.strategy, chunk_size=cfg.evaluation.chunk_size)
+    return module, data
+
+
+def _resumed_run_id(ckpt_path: Path) -> str | None:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return ckpt.get("ggevo", {}).get("mlflow_run_id")
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one GEMONN training described by ``cfg``; returns the final front's hypervolume."""
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module, data = build(cfg)
+    out = run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = rooted(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if ckpt_path is not None and not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path: no checkpoint at {ckpt_path}")
+    run_id = _resumed_run_id(ckpt_path) if ckpt_path else None
+    logger = make_logger(cfg, run_id=run_id)
+    if run_id is None:
+        logger.log_hyperparams(flatten_config(cfg))
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
+                                  save_top_k=0, save_last=True)
+    trainer = instantiate(cfg.trainer, logger=logger, callbacks=[checkpoints, GenerationProgress()],
+                          default_root_dir=str(out))
+    print(f"MLflow run {logger.run_id} in experiment '{cfg.logger.experiment_name}' at {logger._tracking_uri}")
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    wall = time.perf_counter() - started
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)
+    metrics = record_results(module, data, logger, out, wall, trainer.global_step)
+    status = "KILLED" if trainer.interrupted else "FINISHED"
+    if trainer.interrupted:
+        print(f"interrupted at generation {trainer.global_step}; resume with ckpt_path={last}")
+    logger.finalize("success" if status == "FINISHED" else "killed")
+    if status == "KILLED":
+        logger.experiment.set_terminated(logger.run_id, "KILLED")
+    print(f"final front: {int(metrics['final/front_size'])} models, hypervolume {metrics['final/hypervolume']:.4f}, "
+          f"best train loss {metrics['final/train_loss_best']:.5f} at density {metrics['final/density_at_best']:.3f}, "
+          f"knee {metrics['final/train_loss_knee']:.5f} at density {metrics['final/density_knee']:.3f}; "
+          f"{wall:.0f} s")
+    return metrics["final/hypervolume"]
+
+
+def record_results(module: EvolutionModule, data, logger, out: Path, wall: float, step: int) -> dict[str, float]:
+    """Score the final front on the full splits; log metrics and the CSV, plot and knee weights."""
+    table = front_table(module, data)
+    opt = module.gemonn
+    metrics = final_metrics(table, opt.hp["hv_ref"])
+    metrics["wall_time_s"] = wall
+    logger.log_metrics(metrics, step=step)
+    files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt"}
+    write_front_csv(files["front.csv"], table)
+    pareto_plot(files["pareto.png"], module.first_front, table,
+                title=f"{module.model.__class__.__name__}, generation {opt.run_state['generation']}")
+    torch.save({"state_dict": module.model.state_dict(), "density": float(table["density"][int(table["knee"].argmax())]),
+                "train_loss": metrics["final/train_loss_knee"]}, files["knee_model.pt"])
+    for path in files.values():
+        logger.experiment.log_artifact(logger.run_id, str(path))
+    return metrics

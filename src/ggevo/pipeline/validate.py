@@ -1,0 +1,46 @@
+"""Check a composed config before any compute; every failure is one line naming the key."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ggevo.data.sources import DATASETS
+from ggevo.ea.gemonn import CROSSOVERS, MUTATIONS
+from ggevo.lit.tasks import TASKS
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message starts with the key."""
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg: DictConfig) -> None:
+    o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
+    _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
+    _require(_is_int(o.pop_size) and o.pop_size > 0 and o.pop_size % 2 == 0, "optimizer.pop_size",
+             f"must be an even positive integer, got {o.pop_size!r}")
+    _require(o.eta >= 0, "optimizer.eta", f"the SBX distribution index must be non-negative, got {o.eta}")
+    _require(0 <= o.sparsity_preservation <= 1, "optimizer.sparsity_preservation",
+             f"must be a probability in [0, 1], got {o.sparsity_preservation}")
+    _require(o.crossover in CROSSOVERS, "optimizer.crossover", f"must be one of {CROSSOVERS}, got {o.crossover!r}")
+    _require(o.mutation in MUTATIONS, "optimizer.mutation", f"must be one of {MUTATIONS}, got {o.mutation!r}")
+    _require(isinstance(o.reevaluate_parents, bool), "optimizer.reevaluate_parents",
+             f"must be true or false, got {o.reevaluate_parents!r}")
+    _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
+    _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
+             f"must be a positive integer, got {d.batch_size!r}")
+    if "hidden" in m:
+        _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
+    _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
+    _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
+             f"the number of generations must be a positive integer, got {t.max_steps!r}")
+    _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
+             f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
