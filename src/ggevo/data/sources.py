@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,25 +22,60 @@ def load_mnist5k(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return (images / 255.0).astype(np.float32), labels.astype(np.int64)
 
 
-def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Full MNIST (70,000 images, train and test joined) through torchvision's downloader."""
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST file format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(raw: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (raw / name).is_file():
+            return raw / name
+    return None
+
+
+def _download_mnist(root: Path) -> str | None:
+    """Fetch MNIST with torchvision's downloader; the reason it could not, or None."""
     try:
         from torchvision.datasets import MNIST
-    except ImportError as err:
-        raise DataUnavailableError(
-            "data.name=mnist needs torchvision: pip install 'ggevo[vision]' (or use data=mnist5k)"
-        ) from err
-    root = Path(data_dir)
+    except ImportError:
+        return "torchvision is not installed (pip install 'ggevo[vision]')"
     try:
-        parts = [MNIST(str(root), train=train, download=True) for train in (True, False)]
-    except Exception as err:  # torchvision raises RuntimeError/URLError depending on the failure
-        raise DataUnavailableError(
-            f"data.name=mnist: could not download MNIST into {root / 'MNIST' / 'raw'} ({type(err).__name__}); "
-            "offline, put train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
-            "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) there, or use data=mnist5k"
-        ) from None
-    images = np.concatenate([p.data.numpy().reshape(len(p), -1) for p in parts]).astype(np.float32) / 255.0
-    labels = np.concatenate([p.targets.numpy() for p in parts]).astype(np.int64)
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+    except Exception as err:  # URLError, RuntimeError, ... depending on what failed
+        return f"download failed: {type(err).__name__}"
+    return None
+
+
+def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Full MNIST (70,000 images, train then test) from ``data_dir/MNIST/raw``, downloaded there if absent."""
+    raw = Path(data_dir).resolve() / "MNIST" / "raw"
+    paths = {k: _find_idx(raw, stem) for k, stem in MNIST_FILES.items()}
+    if None in paths.values():
+        reason = _download_mnist(raw.parent.parent)
+        paths = {k: _find_idx(raw, stem) for k, stem in MNIST_FILES.items()}
+        if None in paths.values():
+            raise DataUnavailableError(
+                f"data.name=mnist: MNIST is not in {raw} and {reason or 'the download left no files'}; "
+                f"put {', '.join(s + '.gz' for s in MNIST_FILES.values())} there, or use data=mnist5k"
+            )
+    arr = {k: read_idx(p) for k, p in paths.items()}
+    images = np.concatenate([arr["train_images"], arr["test_images"]]).reshape(-1, 784).astype(np.float32) / 255.0
+    labels = np.concatenate([arr["train_labels"], arr["test_labels"]]).astype(np.int64)
     return images, labels
 
 

@@ -20,14 +20,14 @@ def first_front(F: torch.Tensor) -> torch.Tensor:
 def knee(F: torch.Tensor) -> int:
     """Index into ``F`` (k×2, one front) of the knee: the point farthest on the ideal side of the line
     through the two extremes, after normalising each objective to [0, 1]; with fewer than three
-    points, the one nearest the normalised ideal point."""
+    points (no trade-off to bend), the lower-loss one."""
     if F.shape[0] == 0:
         raise ValueError("an empty front has no knee")
     f = F.double()
     span = (f.max(0).values - f.min(0).values).clamp_min(1e-12)
     z = (f - f.min(0).values) / span
     if F.shape[0] < 3:
-        return int(z.sum(1).argmin())
+        return int(f[:, 1].argmin())
     first, last = z[z[:, 0].argmin()], z[z[:, 0].argmax()]
     direction = (last - first) / torch.linalg.norm(last - first).clamp_min(1e-12)
     rel = z - first

@@ -1,7 +1,7 @@
 """GEMONN as a ``torch.optim.Optimizer``: one ``step`` is one NSGA-II generation (ALGORITHM.md).
 
 The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, loss), gradients
-``G`` n×D, rank, crowding, counters and the generator's state) lives in ``self.state``, so
+``G`` n×D, counters and the generator's state) lives in ``self.state``, so
 ``state_dict()``/``load_state_dict()`` resume a run exactly.
 """
 
@@ -106,7 +106,8 @@ class GEMONN(torch.optim.Optimizer):
 
     @property
     def run_state(self) -> dict:
-        """The population state: ``X, F, G, rank, crowding, generation, evaluations, nonfinite, rng``."""
+        """The population state: ``X, F, G, generation, evaluations, nonfinite, rng`` (rank and
+        crowding are recomputed from ``F`` where needed)."""
         return self.state[self.params[0]]
 
     @property
@@ -116,7 +117,8 @@ class GEMONN(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         if self.initialized:
-            self.generator.set_state(self.run_state["rng"].cpu())
+            rng = self.run_state["rng"]
+            self.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
 
     def _device(self) -> torch.device:
         return self.params[0].device
@@ -207,9 +209,9 @@ class GEMONN(torch.optim.Optimizer):
         X.index_copy_(0, rows, C[born])
         G.index_copy_(0, rows, GC[born])
         F.index_copy_(0, rows, FC[born])
-        st["rank"], st["crowding"] = rank_and_crowding(F)
         st["generation"] += 1
-        st["rng"] = self.generator.get_state()
+        # bytes, not a tensor: Optimizer.load_state_dict casts state tensors to the parameters' dtype
+        st["rng"] = bytes(self.generator.get_state().numpy())
         status = self.status()
         self._load_knee()
         return status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def build(cfg: DictConfig) -> tuple[EvolutionModule, pl.LightningDataModule]:
 def _resumed_run_id(ckpt_path: Path) -> str | None:
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     return ckpt.get("ggevo", {}).get("mlflow_run_id")
+
+
+# Lightning's advice for gradient-based manual optimization does not apply: a GEMONN checkpoint
+# is meant to hold the population after its generation.
+warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 def train(cfg: DictConfig) -> float:

@@ -32,6 +32,11 @@ def counter_hash(counter: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     return _mix32(_mix32(counter ^ key[0]) ^ key[1])
 
 
+def remix(h: torch.Tensor) -> torch.Tensor:
+    """A second 32-bit word per entry, derived from the first by one more mixing round."""
+    return _mix32(h ^ 0x9E3779B9)
+
+
 def bits_to_uniform(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Open-interval uniforms in (0, 1) from bits 9..31 of ``h``: ``(2k + 1) / 2**24``, exact in float32."""
     return ((h >> 9) * 2 + 1).to(dtype) * (2.0**-24)

@@ -6,7 +6,8 @@ fuses it into one loop (ALGORITHM.md, "Gradient-guided crossover", every rule):
 - ``a = min(p, q)``, ``b = max(p, q)``; ``ga``/``gb`` the gradients of the parents holding them;
 - spread factor ``β(u) = (2u)^(1/(η+1))`` for ``u ≤ 0.5`` else ``(2 − 2u)^(−1/(η+1))``;
 - guided: child 1's ``u`` lies in (0.5, 1) where ``ga > 0`` and in (0, 0.5) where ``ga < 0``;
-  child 2 takes the mirrored half from the same uniform; where ``ga = 0`` both use ``u``;
+  child 2 takes the other half (the reference's ``miu1``/``miu2``, two independent uniforms);
+  where ``ga = 0`` both children share one ``u ~ U(0, 1)`` (symmetric, plain SBX);
 - sparsity preservation: in flagged pairs, ``β = 1`` where the parent on that side is 0;
 - gradient-directed exchange: on the coordinates whose random bit is set, child 1 takes
   child 2's value where ``ga < 0`` and child 2 takes child 1's where ``gb > 0``;
@@ -15,34 +16,22 @@ fuses it into one loop (ALGORITHM.md, "Gradient-guided crossover", every rule):
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ggevo.ea.operators.counter_rng import bits_to_uniform, counter_hash
+from ggevo.ea.operators.counter_rng import bits_to_uniform, counter_hash, remix
 
 
-def spread_factor(u: torch.Tensor, eta: float) -> torch.Tensor:
-    """SBX spread factor β(u) for distribution index ``eta``."""
-    low = u <= 0.5
-    base = torch.where(low, 2.0 * u, 2.0 - 2.0 * u)
-    expo = torch.where(low, 1.0 / (eta + 1.0), -1.0 / (eta + 1.0))
-    return torch.exp(torch.log(base) * expo)
+def spreads(h_low: torch.Tensor, h_high: torch.Tensor, eta: float, dtype: torch.dtype):
+    """β from the lower SBX half ``u ~ U(0, 0.5)`` and from the upper half ``u ~ U(0.5, 1)``.
 
-
-def _log_spreads(u: torch.Tensor, eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``log β`` for the upper half ``u' = (1+u)/2``, the lower half ``u' = u/2`` and ``u`` itself.
-
-    Written through ``log u`` and ``log(1 − u)`` (exact for the kernel's uniforms), because
-    ``(1 + u)/2`` rounds to 1 in float32 for ``u`` near 1, which would make β infinite.
+    The two halves come from independent uniforms, as in the reference (its ``miu1``/``miu2``).
+    Written as ``v^k`` and ``(1 − w)^(−k)`` for uniforms ``v, w`` in (0, 1): ``u = (1 + w)/2``
+    itself rounds to 1 in float32 for ``w`` near 1, which would make β infinite.
     """
     k = 1.0 / (eta + 1.0)
-    la = torch.log(u)
-    lb = torch.log(1.0 - u)
-    up = -k * lb
-    down = k * la
-    plain = torch.where(u <= 0.5, k * (la + math.log(2.0)), -k * (lb + math.log(2.0)))
-    return up, down, plain
+    v = bits_to_uniform(h_low, dtype)
+    w = bits_to_uniform(h_high, dtype)
+    return torch.exp(k * torch.log(v)), torch.exp(-k * torch.log(1.0 - w))
 
 
 def sbx_kernel(
@@ -69,19 +58,21 @@ def sbx_kernel(
     gp, gq = G[pairs[0]], G[pairs[1]]
     n_pairs, dim = p.shape
     counter = torch.arange(n_pairs * dim, device=p.device, dtype=torch.int64).view(n_pairs, dim)
-    bits = counter_hash(counter, key)
-    u = bits_to_uniform(bits, p.dtype)
+    h_low = counter_hash(counter, key)
+    h_high = remix(h_low)
+    beta_low, beta_high = spreads(h_low, h_high, eta, p.dtype)
+    # u ~ U(0, 1) is a fair coin between the two halves: plain SBX and the ga = 0 case use it.
+    beta_plain = torch.where((h_low & 2) == 0, beta_low, beta_high)
 
     swap = p > q
     a = torch.where(swap, q, p)
     b = torch.where(swap, p, q)
-    up, down, plain = _log_spreads(u, eta)
     if guided:
         ga = torch.where(swap, gq, gp)
-        beta1 = torch.exp(torch.where(ga > 0, up, torch.where(ga < 0, down, plain)))
-        beta2 = torch.exp(torch.where(ga > 0, down, torch.where(ga < 0, up, plain)))
+        beta1 = torch.where(ga > 0, beta_high, torch.where(ga < 0, beta_low, beta_plain))
+        beta2 = torch.where(ga > 0, beta_low, torch.where(ga < 0, beta_high, beta_plain))
     else:
-        beta1 = beta2 = torch.exp(plain)
+        beta1 = beta2 = beta_plain
     beta1 = torch.where(keep_zeros & (a == 0), 1.0, beta1)
     beta2 = torch.where(keep_zeros & (b == 0), 1.0, beta2)
 
@@ -92,7 +83,7 @@ def sbx_kernel(
     if exchange:
         ga = torch.where(swap, gq, gp)
         gb = torch.where(swap, gp, gq)
-        flip = (bits & 1) == 1
+        flip = (h_low & 1) == 1
         c1, c2 = torch.where(flip & (ga < 0), c2, c1), torch.where(flip & (gb > 0), c1, c2)
 
     cp = torch.clamp(torch.where(swap, c2, c1), lower, upper)

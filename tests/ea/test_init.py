@@ -1,0 +1,45 @@
+"""Graded-density initialisation and bounds (ALGORITHM.md, "Population and initialisation")."""
+
+import math
+
+import pytest
+import torch
+
+from ggevo.ea.flat import ParamLayout
+from ggevo.ea.init import box_bounds, initial_population
+
+
+def test_graded_densities_are_i_over_n():
+    layout = ParamLayout([torch.Size([100, 200]), torch.Size([100])])
+    n = 10
+    X = initial_population(layout, n, generator=torch.Generator().manual_seed(0))
+    density = (X != 0).float().mean(dim=1)
+    expected = torch.arange(1, n + 1) / n
+    assert torch.allclose(density, expected, atol=0.02)
+
+
+def test_ungraded_population_is_dense_and_rows_differ():
+    layout = ParamLayout([torch.Size([50, 40])])
+    X = initial_population(layout, 4, graded=False, generator=torch.Generator().manual_seed(0))
+    assert bool((X != 0).all())
+    assert not torch.equal(X[0], X[1])
+
+
+@pytest.mark.parametrize("scheme,limit", [("xavier", math.sqrt(6 / 300)), ("reference", 6 / math.sqrt(300))])
+def test_initialiser_ranges(scheme, limit):
+    layout = ParamLayout([torch.Size([100, 200]), torch.Size([100])])
+    X = initial_population(layout, 2, scheme=scheme, graded=False, generator=torch.Generator().manual_seed(0))
+    weights, biases = X[:, :20000], X[:, 20000:]
+    assert weights.abs().max() <= limit and weights.abs().max() > 0.95 * limit
+    if scheme == "xavier":
+        assert torch.all(biases == 0.01)
+    else:
+        assert biases.abs().max() <= limit and biases.std() > 0.3 * limit
+
+
+def test_bounds_clip_the_initial_population():
+    layout = ParamLayout([torch.Size([10, 10]), torch.Size([10])])
+    lo, hi = box_bounds(layout, weight_bound=0.05, bias_bound=20.0)
+    assert hi[:100].eq(0.05).all() and hi[100:].eq(20.0).all()
+    X = initial_population(layout, 4, scheme="reference", lower=lo, upper=hi, generator=torch.Generator())
+    assert X[:, :100].abs().max() <= 0.05

@@ -1,0 +1,67 @@
+"""Ranking, crowding, survival, tournament, knee and hypervolume on hand-computed fronts."""
+
+import math
+
+import torch
+
+from ggevo.ea.front import best_under_density, first_front, hypervolume, knee
+from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
+
+F5 = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [1.0, 1.0]])
+
+
+def test_ranks_and_crowding_by_hand():
+    rank, crowding = rank_and_crowding(F5)
+    assert rank.tolist() == [0, 0, 0, 1, 2]
+    # middle of the first front: neighbours span the whole range in both objectives -> (1 + 1) / 2
+    assert crowding[1] == 1.0
+    assert math.isinf(crowding[0]) and math.isinf(crowding[2])
+
+
+def test_crowding_of_a_duplicate():
+    F = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    _, crowding = rank_and_crowding(F)
+    # each copy sees the other at distance 0 on one side and an extreme at 0.5 on the other
+    assert crowding[1:3].tolist() == [0.5, 0.5]
+
+
+def test_survival_keeps_whole_fronts_then_the_most_crowded_out():
+    F = torch.tensor([[0.0, 1.0], [0.2, 0.6], [0.25, 0.55], [0.5, 0.3], [1.0, 0.0], [0.6, 0.6], [1.0, 1.0]])
+    keep = survival(F, 4)
+    # first front has 5 members; the extremes (inf) stay, then the larger crowding among 1, 2, 3
+    assert sorted(keep.tolist()) == [0, 1, 3, 4]
+    assert sorted(survival(F, 6).tolist()) == [0, 1, 2, 3, 4, 5]
+
+
+def test_nonfinite_losses_rank_last():
+    F = torch.tensor([[0.1, float("inf")], [0.5, 0.5], [1.0, 0.2]])
+    rank, _ = rank_and_crowding(F)
+    assert rank[0] >= rank[1]
+    assert first_front(F).tolist() == [1, 2]
+
+
+def test_tournament_prefers_lower_rank_then_crowding():
+    g = torch.Generator().manual_seed(0)
+    rank = torch.tensor([0, 1])
+    crowding = torch.tensor([0.1, 5.0])
+    winners = binary_tournament(rank, crowding, 2000, generator=g)
+    # index 1 wins only when drawn twice (probability 1/4)
+    assert abs(float((winners == 1).float().mean()) - 0.25) < 0.04
+    same_rank = binary_tournament(torch.tensor([0, 0]), crowding, 2000, generator=g)
+    assert abs(float((same_rank == 0).float().mean()) - 0.25) < 0.04
+
+
+def test_hypervolume_by_hand():
+    F = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert hypervolume(F, (2.0, 2.0)) == 3.0
+    # a point beyond the reference point adds nothing
+    assert hypervolume(torch.cat((F, torch.tensor([[3.0, 0.0]]))), (2.0, 2.0)) == 3.0
+
+
+def test_knee_and_density_budget():
+    F = torch.tensor([[0.0, 1.0], [0.1, 0.2], [0.5, 0.1], [1.0, 0.0]])
+    assert knee(F) == 1
+    assert knee(F[:2]) == 1
+    assert knee(F[2:]) == 1
+    assert best_under_density(F, 0.5) == 2
+    assert best_under_density(F, -0.1) is None

@@ -1,0 +1,90 @@
+"""End to end: tiny runs through the real Hydra config, Lightning and MLflow, read back through MLflow."""
+
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import torch
+
+from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.train import train
+from ggevo.pipeline.validate import ConfigError
+from tests.conftest import ROOT
+
+
+def _client(cfg):
+    return mlflow.tracking.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
+
+
+def _only_run(cfg):
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg.logger.experiment_name)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=3")
+    hv = train(cfg)
+    client, run = _only_run(cfg)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.pop_size"] == "8"
+    assert run.data.params["model.hidden"] == "16"
+    assert run.data.tags["dataset"] == "mnist5k" and "version.torch" in run.data.tags
+    history = client.get_metric_history(run.info.run_id, "hypervolume")
+    assert [m.step for m in history] == list(range(6))
+    assert run.data.metrics["final/hypervolume"] == pytest.approx(hv)
+    assert run.data.metrics["evaluations"] == 8 + 6 * 8 + 5 * 8
+    assert "val/loss_knee" in run.data.metrics
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"front.csv", "pareto.png", "knee_model.pt"} <= names
+    front = read_front_csv(tmp_path / "run" / "front.csv")
+    assert len(front["density"]) == int(run.data.metrics["front/size"])
+    assert min(front["train_loss"]) == pytest.approx(run.data.metrics["final/train_loss_best"], rel=1e-6)
+    assert sum(front["knee"]) == 1
+    knee = torch.load(tmp_path / "run" / "knee_model.pt", weights_only=False)
+    nonzero = sum(int((v != 0).sum()) for v in knee["state_dict"].values())
+    total = sum(v.numel() for v in knee["state_dict"].values())
+    assert nonzero / total == pytest.approx(knee["density"], abs=1e-6)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(compose_cfg, tmp_path):
+    full_cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", run="full")
+    train(full_cfg)
+    part = compose_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
+                       run="part")
+    train(part)
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
+                          f"ckpt_path={ckpt}", run="part")
+    train(resumed)
+    state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
+                                   weights_only=False)["optimizer_states"][0]["state"][0]
+    a, b = state("full"), state("part")
+    assert a["generation"] == b["generation"] == 6
+    assert torch.equal(a["X"], b["X"]) and torch.equal(a["F"], b["F"])
+    client, run = _only_run(resumed)  # the resumed run continues the same MLflow run
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(6))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optimizer.pop_size=7", "optimizer.pop_size"), ("optimizer.pop_size=-2", "optimizer.pop_size"),
+    ("optimizer.eta=-1", "optimizer.eta"), ("data.name=imagenet", "data.name"),
+    ("optimizer.sparsity_preservation=1.5", "optimizer.sparsity_preservation"),
+    ("trainer.max_steps=0", "trainer.max_steps"),
+])
+def test_invalid_config_fails_before_compute(compose_cfg, override, key):
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        train(compose_cfg(override))
+
+
+def test_cli_reports_bad_values_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ggevo.train", "experiment=smoke", "optimizer.pop_size=7",
+         f"logger.tracking_uri=sqlite:///{tmp_path / 'm.db'}", f"run_dir={tmp_path / 'r'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even positive integer, got 7"
