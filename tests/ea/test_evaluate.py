@@ -74,7 +74,7 @@ def test_dataset_losses_weight_batches_by_size():
 
 
 def test_strategy_names():
-    assert resolve_strategy("auto", torch.device("cpu")) == "loop"
+    assert resolve_strategy("auto", torch.device("cpu")) == "vmap"
     assert resolve_strategy("auto", torch.device("cuda")) == "vmap"
     with pytest.raises(ValueError, match="strategy"):
         resolve_strategy("threads", torch.device("cpu"))

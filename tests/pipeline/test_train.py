@@ -5,6 +5,7 @@ import sys
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ggevo.pipeline.artifacts import read_front_csv
@@ -34,7 +35,7 @@ def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
     assert run.data.params["model.hidden"] == "16"
     assert run.data.tags["dataset"] == "mnist5k" and "version.torch" in run.data.tags
     history = client.get_metric_history(run.info.run_id, "hypervolume")
-    assert [m.step for m in history] == list(range(6))
+    assert [m.step for m in history] == list(range(1, 7))
     assert run.data.metrics["final/hypervolume"] == pytest.approx(hv)
     assert run.data.metrics["evaluations"] == 8 + 6 * 8 + 5 * 8
     assert "val/loss_knee" in run.data.metrics
@@ -66,7 +67,29 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(compose_cfg, tmp_path):
     assert a["generation"] == b["generation"] == 6
     assert torch.equal(a["X"], b["X"]) and torch.equal(a["F"], b["F"])
     client, run = _only_run(resumed)  # the resumed run continues the same MLflow run
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(6))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(1, 7))
+
+
+class _CtrlC(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=100", run="killed")
+    train(cfg, callbacks=[_CtrlC()])
+    client, run = _only_run(cfg)
+    assert run.info.status == "KILLED"
+    assert "front.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["optimizer_states"][0]["state"][0]["generation"] == 3
+    train(compose_cfg("trainer.max_steps=6", f"ckpt_path={ckpt}", run="killed"))
+    _, run = _only_run(cfg)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "generation")
+    assert sorted(m.step for m in history) == list(range(1, 7))
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == list(range(1, 7))
 
 
 @pytest.mark.parametrize("override,key", [

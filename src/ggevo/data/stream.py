@@ -2,8 +2,8 @@
 
 Epoch ``e`` is a permutation drawn from ``seed + e``; batch ``t`` is slice ``t mod B`` of epoch
 ``t // B``, where ``B`` full batches fit in the split. The stream is infinite (``max_steps``
-ends the run) and stateful, so Lightning checkpoints its position and a resumed run
-continues with the batch the killed run would have used next.
+ends the run); ``seek(t)`` sets where the next iteration starts, so a run resumed at
+generation ``t`` gets the batch the killed run would have used next.
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ import torch
 
 class MinibatchStream:
     """Yields ``(x, y, t)`` for ``t = start, start+1, …``: features, labels and the batch's step."""
-
-    # Lightning fetches one batch ahead of the training step; a checkpoint taken after step t
-    # has seen batch t+1 drawn, so the saved position steps back by this many batches.
-    lookahead = 1
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
         if batch_size <= 0:
@@ -50,8 +46,6 @@ class MinibatchStream:
             self.position += 1
             yield self.batch(t)
 
-    def state_dict(self) -> dict:
-        return {"position": max(self.position - self.lookahead, 0)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.position = int(state["position"])
+    def seek(self, step: int) -> None:
+        """Start the next iteration at batch ``step``."""
+        self.position = int(step)

@@ -7,12 +7,12 @@ The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, lo
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from collections.abc import Callable, Iterable
 
 import torch
 
+from ggevo.ea.compiling import compile_available, maybe_compiled, row_density
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import first_front, hypervolume, knee
 from ggevo.ea.init import INIT_SCHEMES, box_bounds, initial_population
@@ -30,13 +30,6 @@ MUTATIONS = ("zero", "polynomial")
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ValueError(f"optimizer.{key}: {message}")
-
-
-def compile_available(device: torch.device) -> bool:
-    """Whether ``torch.compile`` can build kernels here (a C++ compiler on CPU, Triton's backend on CUDA)."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
 class GEMONN(torch.optim.Optimizer):
@@ -98,6 +91,7 @@ class GEMONN(torch.optim.Optimizer):
         self.generator = torch.Generator().manual_seed(int(seed))
         self._compile = compile
         self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._consistent = True
 
     # ----------------------------------------------------------------- state
     @property
@@ -136,95 +130,127 @@ class GEMONN(torch.optim.Optimizer):
         return bool(self._compile)
 
     # ------------------------------------------------------------ evaluation
-    def _evaluate(self, evaluate: Evaluate, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fallback(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``fn()``; if a compiled kernel fails (a compiler missing or broken), warn once and go eager."""
+        try:
+            return fn()
+        except Exception as err:
+            if not self._compile:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using eager kernels")
+            self._compile = False
+            return fn()
+
+    def _evaluate(self, evaluate: Evaluate, X: torch.Tensor, counts: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Objectives (n×2) and gradients (n×D) of ``X``; non-finite losses become +inf, counted."""
         loss, grad = evaluate(X)
         if loss.shape != (X.shape[0],) or grad.shape != X.shape:
             raise ValueError(f"evaluate returned loss {tuple(loss.shape)} and grad {tuple(grad.shape)} "
                              f"for a population of {tuple(X.shape)}")
-        loss = loss.detach().to(X.dtype)
+        loss, grad = loss.detach().to(X.dtype), grad.detach()
         bad = ~torch.isfinite(loss)
-        st = self.run_state
-        st["nonfinite"] = st.get("nonfinite", 0) + int(bad.sum())
-        st["evaluations"] = st.get("evaluations", 0) + X.shape[0]
+        counts["nonfinite"] += int(bad.sum())
+        counts["evaluations"] += X.shape[0]
         loss = torch.where(bad, torch.inf, loss)
-        grad = torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-        grad[bad] = 0.0
-        density = torch.count_nonzero(X, dim=1).to(X.dtype) / X.shape[1]
+        # a row sum is one cheap pass; only rows it flags are cleaned
+        dirty = (bad | ~torch.isfinite(grad.sum(dim=1))).nonzero().squeeze(1)
+        if len(dirty):
+            grad[dirty] = torch.nan_to_num(grad[dirty], nan=0.0, posinf=0.0, neginf=0.0)
+            grad[bad] = 0.0
+        density = self._fallback(lambda: maybe_compiled(row_density, self._compiled())(X))
         return torch.stack((density, loss), dim=1), grad
 
-    def _initialize(self, evaluate: Evaluate) -> None:
-        hp, st = self.hp, self.run_state
+    def _initial_population(self) -> torch.Tensor:
+        hp = self.hp
         lo, hi = self.bounds()
-        X = initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
-                               lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
-                               dtype=self.params[0].dtype).to(self._device())
-        st["generation"] = 0
-        st["X"] = X
-        st["F"], st["G"] = self._evaluate(evaluate, X)
+        return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
+                                  lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
+                                  dtype=self.params[0].dtype).to(self._device())
 
     # ------------------------------------------------------------ generation
     def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         hp = self.hp
         lo, hi = self.bounds()
         guided = hp["crossover"] == "grad_sbx"
-        children = run_kernel(
+        children = self._fallback(lambda: run_kernel(
             X, G if guided else None, pairs, eta=hp["eta"],
             sparsity_preservation=hp["sparsity_preservation"] if guided else 0.0,
             guided=guided, exchange=guided and hp["exchange"], lower=lo, upper=hi,
             generator=self.generator, compiled=self._compiled(),
-        ).view(-1, X.shape[1])
+        )).view(-1, X.shape[1])
         if hp["mutation"] == "zero":
             return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator)
         return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
                                     rate=hp["mutation_rate"], generator=self.generator)
 
+    @property
+    def consistent(self) -> bool:
+        """False only while a generation is being written into the state (a checkpoint then would be torn)."""
+        return self._consistent
+
     @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]
-        """One generation on the minibatch that ``closure`` scores; returns a status dict."""
+        """One generation on the minibatch that ``closure`` scores; returns a status dict.
+
+        The state changes only in a short commit at the end, so a run interrupted anywhere
+        else still holds the previous generation, whole.
+        """
         hp, st = self.hp, self.run_state
         evaluate = closure()
+        counts = {"evaluations": 0, "nonfinite": 0}
         if not self.initialized:
-            self._initialize(evaluate)
-        elif hp["reevaluate_parents"]:
-            st["F"], st["G"] = self._evaluate(evaluate, st["X"])
-        X, F, G = st["X"], st["F"], st["G"]
+            X = self._initial_population()
+            F, G = self._evaluate(evaluate, X, counts)
+        else:
+            X, F, G = st["X"], st["F"], st["G"]
+            if hp["reevaluate_parents"]:
+                F, G = self._evaluate(evaluate, X, counts)
         n = X.shape[0]
-        rank, crowding = rank_and_crowding(F)
-        pairs = binary_tournament(rank, crowding, n, generator=self.generator).view(2, n // 2)
-        try:
-            C = self._variation(X, G, pairs)
-        except Exception as err:  # a compiler missing or broken at run time: fall back, loudly
-            if not self._compile:
-                raise
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using eager operators")
-            self._compile = False
-            C = self._variation(X, G, pairs)
-        FC, GC = self._evaluate(evaluate, C)
+        pairs = binary_tournament(*rank_and_crowding(F), n, generator=self.generator).view(2, n // 2)
+        C = self._variation(X, G, pairs)
+        FC, GC = self._evaluate(evaluate, C, counts)
         keep = survival(torch.cat((F, FC)), n).to(X.device)
         dead = torch.ones(n, dtype=torch.bool, device=X.device)
         dead[keep[keep < n]] = False
         born = keep[keep >= n] - n
         rows = dead.nonzero().squeeze(1)
-        X.index_copy_(0, rows, C[born])
-        G.index_copy_(0, rows, GC[born])
-        F.index_copy_(0, rows, FC[born])
-        st["generation"] += 1
-        # bytes, not a tensor: Optimizer.load_state_dict casts state tensors to the parameters' dtype
-        st["rng"] = bytes(self.generator.get_state().numpy())
+        born_X, born_G, born_F = C[born], GC[born], FC[born]
+
+        self._consistent = False
+        X.index_copy_(0, rows, born_X)
+        G.index_copy_(0, rows, born_G)
+        F.index_copy_(0, rows, born_F)
+        st.update(
+            X=X, F=F, G=G,
+            generation=st.get("generation", 0) + 1,
+            evaluations=st.get("evaluations", 0) + counts["evaluations"],
+            nonfinite=st.get("nonfinite", 0) + counts["nonfinite"],
+            # bytes, not a tensor: Optimizer.load_state_dict casts state tensors to the parameters' dtype
+            rng=bytes(self.generator.get_state().numpy()),
+        )
+        self._consistent = True
         status = self.status()
         self._load_knee()
         return status
 
     # --------------------------------------------------------------- results
+    def front_indices(self) -> torch.Tensor:
+        """Population rows of the non-dominated members, by rising density."""
+        return first_front(self.run_state["F"]).to(self.run_state["F"].device)
+
     def front(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-dominated members: ``(X_front (k×D), F_front (k×2))`` by rising density."""
-        idx = first_front(self.run_state["F"])
+        idx = self.front_indices()
         return self.run_state["X"][idx], self.run_state["F"][idx]
+
+    def knee_index(self) -> int | None:
+        """Population row of the front's knee (None while the front is empty)."""
+        idx = self.front_indices()
+        return int(idx[knee(self.run_state["F"][idx])]) if len(idx) else None
 
     def status(self) -> dict:
         st = self.run_state
-        _, Ff = self.front()
+        Ff = st["F"][self.front_indices()]
         k = knee(Ff) if len(Ff) else None
         return {
             "generation": st["generation"],
@@ -239,7 +265,7 @@ class GEMONN(torch.optim.Optimizer):
 
     def _load_knee(self) -> None:
         """Write the knee solution into the parameters, so the wrapped module is a usable model."""
-        Xf, Ff = self.front()
-        if len(Ff):
-            for p, v in zip(self.params, self.layout.split(Xf[knee(Ff)])):
+        k = self.knee_index()
+        if k is not None:
+            for p, v in zip(self.params, self.layout.split(self.run_state["X"][k])):
                 p.copy_(v)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -59,11 +58,16 @@ class EvolutionModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         x, y, t = batch
         if int(t) != self.global_step:
-            warnings.warn(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
+            raise RuntimeError(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
         status = self.optimizers().step(closure=lambda: partial(self.evaluator, batch=(x, y)))
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()
-        self.log_dict({k: float(v) for k, v in status.items()}, on_step=True, on_epoch=False)
+        metrics = {k: float(v) for k, v in status.items()}
+        # straight to the logger, so an interrupted run has logged every generation it finished;
+        # the step is the generation (1, 2, …), as is Lightning's global_step after the update
+        if self.logger is not None:
+            self.logger.log_metrics(metrics, step=status["generation"])
+        self.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -94,3 +98,9 @@ class EvolutionModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.first_front = checkpoint.get("ggevo", {}).get("first_front")
+        # The generation count is the authority on where the minibatch stream stands: a resumed
+        # run continues with the batch the interrupted one would have drawn next. (This hook
+        # runs before Lightning starts iterating, and prefetching, the training data.)
+        stream = getattr(self.trainer.datamodule, "stream", None) if self._trainer is not None else None
+        if hasattr(stream, "seek"):
+            stream.seek(checkpoint["global_step"])

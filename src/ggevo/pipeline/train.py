@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 import warnings
 from datetime import datetime
@@ -56,8 +58,26 @@ warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
-def train(cfg: DictConfig) -> float:
-    """Run one GEMONN training described by ``cfg``; returns the final front's hypervolume."""
+class CheckpointOnInterrupt(pl.Callback):
+    """Saves ``path`` when a run dies (Ctrl-C, an exception), so no generation is lost."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        opt = pl_module.gemonn
+        if opt.initialized and opt.consistent:
+            trainer.save_checkpoint(self.path)
+        elif opt.initialized:
+            print(f"interrupted while writing a generation: {self.path} keeps the last periodic checkpoint")
+
+
+def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
+    """Run one GEMONN training described by ``cfg``; returns the final front's hypervolume.
+
+    Interrupted (Ctrl-C), it still saves ``checkpoints/last.ckpt`` and records the front so far,
+    marks the MLflow run KILLED and says how to resume.
+    """
     validate(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, data = build(cfg)
@@ -72,21 +92,29 @@ def train(cfg: DictConfig) -> float:
         logger.log_hyperparams(flatten_config(cfg))
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
                                   save_top_k=0, save_last=True)
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=[checkpoints, GenerationProgress()],
-                          default_root_dir=str(out))
+    last = out / "checkpoints" / "last.ckpt"
+    trainer = instantiate(cfg.trainer, logger=logger, default_root_dir=str(out),
+                          callbacks=[checkpoints, CheckpointOnInterrupt(last), GenerationProgress(), *(callbacks or [])])
     print(f"MLflow run {logger.run_id} in experiment '{cfg.logger.experiment_name}' at {logger._tracking_uri}")
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    interrupted = False
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:  # Lightning's answer to Ctrl-C, after its graceful shutdown
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     wall = time.perf_counter() - started
-    last = out / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(last)
+    if not module.gemonn.initialized:
+        raise RuntimeError("the run stopped before its first generation; nothing to record")
+    if not interrupted:
+        trainer.save_checkpoint(last)
     metrics = record_results(module, data, logger, out, wall, trainer.global_step)
-    status = "KILLED" if trainer.interrupted else "FINISHED"
-    if trainer.interrupted:
-        print(f"interrupted at generation {trainer.global_step}; resume with ckpt_path={last}")
-    logger.finalize("success" if status == "FINISHED" else "killed")
-    if status == "KILLED":
+    if interrupted:
         logger.experiment.set_terminated(logger.run_id, "KILLED")
+        print(f"interrupted at generation {module.gemonn.run_state['generation']}; "
+              f"resume with: ggevo-train <same overrides> ckpt_path={last}")
+    else:
+        logger.finalize("success")
     print(f"final front: {int(metrics['final/front_size'])} models, hypervolume {metrics['final/hypervolume']:.4f}, "
           f"best train loss {metrics['final/train_loss_best']:.5f} at density {metrics['final/density_at_best']:.3f}, "
           f"knee {metrics['final/train_loss_knee']:.5f} at density {metrics['final/density_knee']:.3f}; "
@@ -101,7 +129,9 @@ def record_results(module: EvolutionModule, data, logger, out: Path, wall: float
     metrics = final_metrics(table, opt.hp["hv_ref"])
     metrics["wall_time_s"] = wall
     logger.log_metrics(metrics, step=step)
-    files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt"}
+    files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
+             "metrics.json": out / "metrics.json"}
+    files["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
     write_front_csv(files["front.csv"], table)
     pareto_plot(files["pareto.png"], module.first_front, table,
                 title=f"{module.model.__class__.__name__}, generation {opt.run_state['generation']}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from ggevo.ea.compiling import maybe_compiled
 from ggevo.ea.operators.counter_rng import bits_to_uniform, counter_hash, remix
 
 
@@ -91,18 +92,6 @@ def sbx_kernel(
     return torch.stack((cp, cq))
 
 
-_COMPILED: dict[str, object] = {}
-
-
-def kernel(compiled: bool):
-    """``sbx_kernel`` itself, or its ``torch.compile``d form (built once per process)."""
-    if not compiled:
-        return sbx_kernel
-    if "fn" not in _COMPILED:
-        _COMPILED["fn"] = torch.compile(sbx_kernel, dynamic=False, fullgraph=True)
-    return _COMPILED["fn"]
-
-
 def run_kernel(
     X: torch.Tensor,
     G: torch.Tensor | None,
@@ -142,7 +131,7 @@ def run_kernel(
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     lower = (-inf).expand(dim) if lower is None else lower
     upper = inf.expand(dim) if upper is None else upper
-    fn = kernel(compiled)
+    fn = maybe_compiled(sbx_kernel, compiled)
     return fn(X, G, pairs.to(dev), keep, lower, upper, key, float(eta), guided, exchange)
 
 
