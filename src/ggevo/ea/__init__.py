@@ -4,8 +4,6 @@ Nothing in this package imports Lightning, Hydra or MLflow.
 """
 
 from ggevo.ea.flat import FlatParams, ParamLayout
-
-
 from ggevo.ea.gemonn import GEMONN
 
 __all__ = ["GEMONN", "FlatParams", "ParamLayout"]

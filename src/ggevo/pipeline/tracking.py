@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
@@ -9,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from ggevo.pipeline.paths import default_tracking_uri, project_root, rooted
+
+PARENT_ENV = "GGEVO_SWEEP_PARENT"  # the multirun's parent run id, set by pipeline.sweep
 
 _VERSIONED = ("ggevo", "torch", "pytorch-lightning", "pymoo", "mlflow", "hydra-core", "numpy")
 
@@ -37,8 +40,11 @@ def git_commit() -> str:
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {"git_commit": git_commit(), "dataset": str(cfg.data.name),
+    tags = {"git_commit": git_commit(), "dataset": str(cfg.data.name), "ggevo.role": "train",
             "experiment_preset": str(cfg.get("experiment_name") or "default")}
+    parent = sweep_parent()
+    if parent:
+        tags["mlflow.parentRunId"] = parent
     for pkg in _VERSIONED:
         try:
             tags[f"version.{pkg}"] = version(pkg)
@@ -47,18 +53,39 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def sweep_parent() -> str | None:
+    """The parent run of the Hydra multirun this job belongs to, if any."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return None
+    except ValueError:  # not running under Hydra
+        return None
+    return os.environ.get(PARENT_ENV)
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """``logger.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store."""
+    return cfg.logger.get("tracking_uri") or default_tracking_uri()
+
+
+def artifact_location(cfg: DictConfig) -> str | None:
+    """Where a new experiment keeps artifacts: ``logger.artifact_location``, else beside the default store."""
+    location = cfg.logger.get("artifact_location")
+    if location is None and not cfg.logger.get("tracking_uri") and tracking_uri(cfg).startswith("sqlite:///"):
+        location = rooted("mlartifacts").as_uri()
+    return location
+
+
 def make_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
     """An MLFlowLogger on ``logger.tracking_uri`` (default: the project's SQLite store)."""
-    lc = cfg.logger
-    uri = lc.get("tracking_uri") or default_tracking_uri()
-    artifacts = lc.get("artifact_location")
-    if artifacts is None and uri.startswith("sqlite:///") and not lc.get("tracking_uri"):
-        artifacts = rooted("mlartifacts").as_uri()
     return MLFlowLogger(
-        experiment_name=lc.experiment_name,
-        run_name=lc.get("run_name"),
-        tracking_uri=uri,
+        experiment_name=cfg.logger.experiment_name,
+        run_name=cfg.logger.get("run_name"),
+        tracking_uri=tracking_uri(cfg),
         tags=None if run_id else run_tags(cfg),
-        artifact_location=artifacts,
+        artifact_location=artifact_location(cfg),
         run_id=run_id,
     )
