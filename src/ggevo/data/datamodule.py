@@ -8,7 +8,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ggevo.data.sources import DATASETS, load_arrays
+from ggevo.data.sources import DATASETS, DataUnavailableError, load_arrays
 from ggevo.data.stream import MinibatchStream
 
 
@@ -36,6 +36,7 @@ class ArrayDataModule(pl.LightningDataModule):
         seed: int = 0,
         data_dir: str = "data",
         limit: int | None = None,
+        prepared: str | None = None,
     ):
         super().__init__()
         if name not in DATASETS:
@@ -47,6 +48,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.split_seed, self.seed = split_seed, seed
         self.data_dir = Path(data_dir)
         self.limit = limit
+        self.prepared = prepared
         split_indices(10, val_fraction, test_fraction, split_seed)  # fail early on bad fractions
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stream: MinibatchStream | None = None
@@ -54,12 +56,31 @@ class ArrayDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        for split, (x, y) in self.split_arrays().items():
+            self.splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
+        self.stream = MinibatchStream(*self.splits["train"], self.batch_size, self.seed)
+
+    def split_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{"train"|"val"|"test": (x, y)}``: from the prepared ``.npz`` if given, else from the source."""
+        if self.prepared is not None:
+            path = Path(self.prepared)
+            if not path.is_file():
+                raise DataUnavailableError(f"data.prepared: no file {path}; run `dvc repro prepare` (or ggevo-prepare)")
+            with np.load(path) as npz:
+                if str(npz["name"]) != self.name:
+                    raise DataUnavailableError(f"data.prepared: {path} holds {npz['name']}, not {self.name}")
+                return {s: (npz[f"{s}_x"], npz[f"{s}_y"]) for s in ("train", "val", "test")}
         x, y = load_arrays(self.name, self.data_dir)
         if self.limit is not None:
             x, y = x[: self.limit], y[: self.limit]
-        for split, idx in split_indices(len(x), self.val_fraction, self.test_fraction, self.split_seed).items():
-            self.splits[split] = (torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
-        self.stream = MinibatchStream(*self.splits["train"], self.batch_size, self.seed)
+        return {s: (x[idx], y[idx])
+                for s, idx in split_indices(len(x), self.val_fraction, self.test_fraction, self.split_seed).items()}
+
+    def save_prepared(self, path: Path) -> None:
+        """Write the splits as one ``.npz`` (``<split>_x``, ``<split>_y``, ``name``)."""
+        arrays = {f"{s}_{k}": a for s, (x, y) in self.split_arrays().items() for k, a in (("x", x), ("y", y))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, name=np.array(self.name), **arrays)
 
     @property
     def input_dim(self) -> int:

@@ -7,6 +7,7 @@ through the environment (inherited by the basic, joblib, submitit and Ray launch
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -14,6 +15,7 @@ import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from ggevo.pipeline.paths import rooted
 from ggevo.pipeline.tracking import PARENT_ENV, artifact_location, tracking_uri
 
 def experiment_id(client: mlflow.tracking.MlflowClient, cfg: DictConfig) -> str:
@@ -57,6 +59,13 @@ class MlflowSweepCallback(Callback):
               flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.run_id is not None:
-            mlflow.tracking.MlflowClient(self.uri).set_terminated(self.run_id, "FINISHED")
-            os.environ.pop(PARENT_ENV, None)
+        if self.run_id is None:
+            return
+        client = mlflow.tracking.MlflowClient(self.uri)
+        client.set_terminated(self.run_id, "FINISHED")
+        os.environ.pop(PARENT_ENV, None)
+        if config.get("sweep_record"):
+            path = rooted(config.sweep_record)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"parent_run_id": self.run_id, "tracking_uri": self.uri,
+                                        "experiment_preset": str(config.get("experiment_name"))}, indent=2) + "\n")

@@ -37,7 +37,9 @@ def run_dir(cfg: DictConfig) -> Path:
 
 def build(cfg: DictConfig) -> tuple[EvolutionModule, pl.LightningDataModule]:
     """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
-    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)))
+    prepared = cfg.data.get("prepared")
+    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)),
+                       prepared=str(rooted(prepared)) if prepared else None)
     data.setup()
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
@@ -108,7 +110,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         raise RuntimeError("the run stopped before its first generation; nothing to record")
     if not interrupted:
         trainer.save_checkpoint(last)
-    metrics = record_results(module, data, logger, out, wall, trainer.global_step)
+    metrics = record_results(module, data, logger, out, wall, trainer.global_step, cfg)
     if interrupted:
         logger.experiment.set_terminated(logger.run_id, "KILLED")
         print(f"interrupted at generation {module.gemonn.run_state['generation']}; "
@@ -122,16 +124,23 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     return metrics["final/hypervolume"]
 
 
-def record_results(module: EvolutionModule, data, logger, out: Path, wall: float, step: int) -> dict[str, float]:
-    """Score the final front on the full splits; log metrics and the CSV, plot and knee weights."""
+def record_results(module: EvolutionModule, data, logger, out: Path, wall: float, step: int,
+                   cfg: DictConfig) -> dict[str, float]:
+    """Score the final front on the full splits; log metrics and the CSV, plot, config and knee weights.
+
+    The whole front's weights go to ``front.pt`` in the run folder (for ``ggevo-evaluate``).
+    """
     table = front_table(module, data)
     opt = module.gemonn
     metrics = final_metrics(table, opt.hp["hv_ref"])
     metrics["wall_time_s"] = wall
     logger.log_metrics(metrics, step=step)
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
-             "metrics.json": out / "metrics.json"}
+             "metrics.json": out / "metrics.json", "config.yaml": out / "config.yaml"}
     files["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+    OmegaConf.save(cfg, files["config.yaml"], resolve=True)
+    X, F = module.gemonn.front()
+    torch.save({"X": X.cpu(), "F": F.cpu(), "mlflow_run_id": logger.run_id}, out / "front.pt")
     write_front_csv(files["front.csv"], table)
     pareto_plot(files["pareto.png"], module.first_front, table,
                 title=f"{module.model.__class__.__name__}, generation {opt.run_state['generation']}")

@@ -1,0 +1,39 @@
+"""Shared command-line plumbing: Hydra entry points that fail in one line on bad input."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import hydra
+from omegaconf import DictConfig
+
+from ggevo.data.sources import DataUnavailableError
+from ggevo.pipeline.paths import config_dir
+from ggevo.pipeline.validate import ConfigError
+
+USER_ERRORS = (ConfigError, DataUnavailableError, FileNotFoundError)
+
+
+def fail(err: BaseException) -> None:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
+    """A console-script ``main`` running ``task(cfg)`` on the project's composed config."""
+
+    def guarded(cfg: DictConfig):
+        try:
+            return task(cfg)
+        except USER_ERRORS as err:
+            fail(err)
+
+    def main() -> None:
+        try:
+            conf = config_dir()
+        except FileNotFoundError as err:
+            fail(err)
+        hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(guarded)()
+
+    return main

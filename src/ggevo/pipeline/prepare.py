@@ -1,0 +1,25 @@
+"""``ggevo-prepare``: materialise the configured data set's fixed splits as ``data/<name>.npz`` (DVC ``prepare``)."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ggevo.cli import hydra_entry
+from ggevo.pipeline.paths import rooted
+
+
+def prepare(cfg: DictConfig) -> str:
+    """Write ``<data.data_dir>/<data.name>.npz``; returns its path."""
+    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)), prepared=None)
+    path = rooted(cfg.data.data_dir) / f"{cfg.data.name}.npz"
+    data.save_prepared(path)
+    sizes = {s: len(data.split_arrays()[s][0]) for s in ("train", "val", "test")}
+    print(f"{cfg.data.name}: {sizes} -> {path}")
+    return str(path)
+
+
+main = hydra_entry(prepare)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""``ggevo-report``: ablation tables and figures from what MLflow recorded (DVC ``report``).
+
+For a sweep's parent run it groups the child runs by the swept settings (seeds pooled) and
+writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss,
+density at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean over
+seeds) and ``fronts.png`` (the final fronts overlaid). By default it reports the latest sweep
+of each ablation preset, and the latest single run of the DVC preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
+
+from ggevo.pipeline.artifacts import read_front_csv  # noqa: E402
+from ggevo.pipeline.paths import default_tracking_uri, rooted  # noqa: E402
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+COLUMNS = {
+    "final/hypervolume": "final hypervolume",
+    "final/train_loss_best": "best train loss",
+    "final/density_knee": "density at knee",
+    "wall_time_s": "wall time (s)",
+}
+ABLATIONS = ("ablation_popsize", "ablation_sparsity")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def children(client: mlflow.tracking.MlflowClient, parent: Run) -> list[Run]:
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                              max_results=10_000)
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def group_runs(runs: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
+    """Runs keyed by their values of the swept ``keys`` other than ``seed``."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[tuple((k, run.data.params.get(k, "?")) for k in keys if k != "seed")].append(run)
+    return dict(groups)
+
+
+def label(group: tuple) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in group) or "all runs"
+
+
+def table_rows(groups: dict[tuple, list[Run]]) -> list[dict]:
+    rows = []
+    for group, runs in groups.items():
+        row = {"setting": label(group), "runs": len(runs)}
+        for metric in COLUMNS:
+            values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
+            row[metric] = mean_std(values) if values else None
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], title: str) -> str:
+    head = ["setting", "runs", *COLUMNS.values()]
+    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["setting"], str(row["runs"])]
+        for metric in COLUMNS:
+            v = row[metric]
+            cells.append("—" if v is None else f"{v[0]:.4g} ± {v[1]:.2g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for group, runs in groups.items():
+        curves = [[m.value for m in sorted(client.get_metric_history(r.info.run_id, "hypervolume"),
+                                              key=lambda m: m.step)] for r in runs]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+        ax.plot(range(1, length + 1), mean, label=f"{label(group)} (n={len(curves)})")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("hypervolume (minibatch loss)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (group, runs) in enumerate(groups.items()):
+            color = f"C{i % 10}"
+            for j, run in enumerate(runs):
+                try:
+                    local = client.download_artifacts(run.info.run_id, "front.csv", f"{tmp}/{run.info.run_id}")
+                except Exception:  # a run killed before it wrote its front
+                    continue
+                front = read_front_csv(Path(local))
+                ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=color, alpha=0.7,
+                        label=label(group) if j == 0 else None)
+    ax.set_xlabel("density")
+    ax.set_ylabel("train loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report_sweep(client, parent: Run, out: Path) -> Path:
+    """Table and figures of one sweep under ``out/<preset>/``; returns the table's path."""
+    preset = parent.data.tags.get("experiment_preset", parent.info.run_id)
+    keys = [k for k in parent.data.tags.get("ggevo.sweep.params", "").split(",") if k]
+    runs = children(client, parent)
+    if not runs:
+        raise ValueError(f"sweep run {parent.info.run_id} has no child runs")
+    groups = group_runs(runs, keys)
+    folder = out / preset
+    folder.mkdir(parents=True, exist_ok=True)
+    title = f"{preset} (sweep {parent.info.run_id[:8]}, {len(runs)} runs)"
+    table = folder / "table.md"
+    table.write_text(markdown_table(table_rows(groups), title))
+    plot_hypervolume(client, groups, folder / "hypervolume.png", title)
+    plot_fronts(client, groups, folder / "fronts.png", title)
+    return table
+
+
+def latest(client, experiment_ids: list[str], preset: str, role: str) -> Run | None:
+    runs = client.search_runs(experiment_ids, f"tags.experiment_preset = '{preset}' and tags.`ggevo.role` = '{role}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def report(tracking_uri: str, out: Path, parents: list[str] | None = None, presets=ABLATIONS,
+           single: list[str] | None = ("dvc_default",)) -> list[Path]:
+    """Write every table and figure; returns the tables written."""
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    sweeps = [client.get_run(p) for p in parents] if parents else \
+        [r for r in (latest(client, experiment_ids, p, "sweep") for p in presets) if r is not None]
+    written = [report_sweep(client, s, out) for s in sweeps]
+    for preset in single or ():
+        run = latest(client, experiment_ids, preset, "train")
+        if run is None:
+            continue
+        folder = out / preset
+        folder.mkdir(parents=True, exist_ok=True)
+        groups = {(("run", run.info.run_id[:8]),): [run]}
+        (folder / "summary.md").write_text(markdown_table(table_rows(groups), f"{preset} (latest run)"))
+        plot_hypervolume(client, groups, folder / "hypervolume.png", f"{preset}: hypervolume by generation")
+        written.append(folder / "summary.md")
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parent", action="append", help="a sweep's parent run id (repeatable); default: latest sweeps")
+    ap.add_argument("--sweep-record", action="append", type=Path,
+                    help="a JSON written by a multirun with sweep_record=... (repeatable)")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for tables and figures")
+    ap.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or the project's mlflow.db")
+    args = ap.parse_args()
+    parents = list(args.parent or [])
+    for record in args.sweep_record or []:
+        parents.append(json.loads(rooted(record).read_text())["parent_run_id"])
+    tables = report(args.tracking_uri or default_tracking_uri(), rooted(args.out), parents or None)
+    if not tables:
+        print("nothing to report: no sweep of " + ", ".join(ABLATIONS) + " and no dvc_default run found")
+    for t in tables:
+        print(f"wrote {t}")
+
+
+if __name__ == "__main__":
+    main()
