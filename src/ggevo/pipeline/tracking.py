@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
-from ggevo.pipeline.paths import default_tracking_uri, project_root, rooted
+from ggevo.pipeline.paths import default_tracking_uri, project_root
 
 PARENT_ENV = "GGEVO_SWEEP_PARENT"  # the multirun's parent run id, set by pipeline.sweep
 
@@ -40,7 +41,7 @@ def git_commit() -> str:
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {"git_commit": git_commit(), "dataset": str(cfg.data.name), "ggevo.role": "train",
+    tags = {"git_commit": git_commit(), "dataset": str(cfg.data.name), "ggevo.role": "train", "pid": str(os.getpid()),
             "experiment_preset": str(cfg.get("experiment_name") or "default")}
     parent = sweep_parent()
     if parent:
@@ -72,10 +73,12 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def artifact_location(cfg: DictConfig) -> str | None:
-    """Where a new experiment keeps artifacts: ``logger.artifact_location``, else beside the default store."""
+    """Where a new experiment keeps artifacts: ``logger.artifact_location``, else for a SQLite store the
+    folder ``mlartifacts`` beside its database file, else the tracking server's default."""
     location = cfg.logger.get("artifact_location")
-    if location is None and not cfg.logger.get("tracking_uri") and tracking_uri(cfg).startswith("sqlite:///"):
-        location = rooted("mlartifacts").as_uri()
+    uri = tracking_uri(cfg)
+    if location is None and uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
     return location
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 import warnings
@@ -54,6 +55,14 @@ def _resumed_run_id(ckpt_path: Path) -> str | None:
     return ckpt.get("ggevo", {}).get("mlflow_run_id")
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's tip to install a cloud logger: runs here go to MLflow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdverts())
 # Lightning's advice for gradient-based manual optimization does not apply: a GEMONN checkpoint
 # is meant to hold the population after its generation.
 warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")

@@ -1,0 +1,80 @@
+"""`dvc repro` of the real dvc.yaml, shrunk to a tiny configuration, in a fresh repository."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+TINY = {
+    "conf/experiment/dvc_default.yaml": (
+        "# @package _global_\nexperiment_name: dvc_default\nmodel: {hidden: 8}\noptimizer: {pop_size: 6, compile: false}\n"
+        "trainer: {max_steps: 3, val_check_interval: 3}\n"
+    ),
+    "conf/experiment/ablation_popsize.yaml": (
+        "# @package _global_\nexperiment_name: ablation_popsize\nmodel: {hidden: 8}\noptimizer: {compile: false}\n"
+        "trainer: {max_steps: 2, val_check_interval: 2}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer.pop_size: 4,6\n"
+    ),
+    "conf/experiment/ablation_sparsity.yaml": (
+        "# @package _global_\nexperiment_name: ablation_sparsity\nmodel: {hidden: 8}\n"
+        "optimizer: {pop_size: 4, compile: false}\ntrainer: {max_steps: 2, val_check_interval: 2}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer.sparsity_preservation: 0.0,1.0\n"
+    ),
+}
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("clone")
+    for item in ("dvc.yaml", "conf", "src", "pyproject.toml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
+    shutil.rmtree(repo / "src" / "ggevo.egg-info", ignore_errors=True)
+    for path, text in TINY.items():
+        (repo / path).write_text(text)
+    data = (repo / "conf/data/mnist5k.yaml").read_text().replace("limit: null", "limit: 600")
+    (repo / "conf/data/mnist5k.yaml").write_text(data)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _dvc(repo, "init", "-q")
+    return repo
+
+
+@pytest.mark.slow
+def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
+    first = _dvc(repo, "repro")
+    assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
+                           "report"}
+    for path in ("reports/dvc_default/front.csv", "reports/dvc_default/metrics.json",
+                 "reports/dvc_default/test_metrics.json", "reports/ablation_popsize/table.md",
+                 "reports/ablation_sparsity/fronts.png", "reports/ablation_popsize/hypervolume.png",
+                 "data/mnist5k.npz", "mlflow.db"):
+        assert (repo / path).is_file(), path
+    table = (repo / "reports/ablation_popsize/table.md").read_text()
+    assert "pop_size=4" in table and "pop_size=6" in table
+
+    assert _ran(_dvc(repo, "repro")) == set()
+
+    gemonn = repo / "conf/optimizer/gemonn.yaml"
+    gemonn.write_text(gemonn.read_text().replace("eta: 20.0", "eta: 15.0"))
+    third = _ran(_dvc(repo, "repro"))
+    assert "prepare" not in third
+    assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity"} <= third

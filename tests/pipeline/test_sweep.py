@@ -1,0 +1,72 @@
+"""Multiruns: one MLflow parent per sweep, children found by parent id, jobs in parallel; the report."""
+
+import re
+import statistics
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+from ggevo.pipeline.report import markdown_table, report, table_rows
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ggevo.train", "-m", "experiment=smoke", "seed=0,1", "hydra/launcher=local_parallel",
+         "trainer.max_steps=40", "trainer.val_check_interval=40", "checkpoint.every_n_steps=40",
+         f"logger.tracking_uri={uri}", f"hydra.sweep.dir={tmp / 'multirun'}",
+         f"sweep_record={tmp / 'record.json'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name("ggevo")
+    parent = client.search_runs([exp.experiment_id], "tags.`ggevo.role` = 'sweep'")
+    assert len(parent) == 1
+    return tmp, uri, client, parent[0], proc.stdout
+
+
+def test_one_parent_and_a_child_per_job(sweep):
+    tmp, uri, client, parent, stdout = sweep
+    assert parent.info.run_id in stdout  # the sweep says where its parent run is
+    assert parent.data.tags["ggevo.sweep.params"] == "seed"
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.params["seed"] for r in children) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert (tmp / "record.json").read_text().count(parent.info.run_id) == 1
+    assert all(r.info.artifact_uri.startswith((tmp / "mlartifacts").as_uri()) for r in children)
+
+
+def test_joblib_runs_jobs_in_parallel_processes(sweep):
+    _, _, client, parent, _ = sweep
+    from ggevo.pipeline.report import children
+
+    a, b = children(client, parent)
+    assert a.data.tags["pid"] != b.data.tags["pid"]
+    assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time  # they overlapped
+
+
+def test_report_table_equals_logged_metrics(sweep, tmp_path):
+    _, uri, client, parent, _ = sweep
+    from ggevo.pipeline.report import children, group_runs
+
+    runs = children(client, parent)
+    rows = table_rows(group_runs(runs, ["seed"]))
+    assert len(rows) == 1 and rows[0]["runs"] == 2
+    hv = [r.data.metrics["final/hypervolume"] for r in runs]
+    assert rows[0]["final/hypervolume"] == pytest.approx((statistics.fmean(hv), statistics.stdev(hv)))
+    loss = [r.data.metrics["final/train_loss_best"] for r in runs]
+    assert rows[0]["final/train_loss_best"][0] == pytest.approx(statistics.fmean(loss))
+
+    tables = report(uri, tmp_path, parents=[parent.info.run_id], single=())
+    text = tables[0].read_text()
+    assert text == markdown_table(rows, text.splitlines()[0][3:])
+    cell = re.search(r"\| all runs \| 2 \| ([0-9.e-]+) ± ", text).group(1)
+    assert float(cell) == pytest.approx(statistics.fmean(hv), rel=1e-3)
+    assert (tmp_path / "smoke" / "hypervolume.png").stat().st_size > 10_000
+    assert (tmp_path / "smoke" / "fronts.png").stat().st_size > 10_000
