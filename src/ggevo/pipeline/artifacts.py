@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ggevo.data.datamodule import ArrayDataModule  # noqa: E402
-from ggevo.ea.evaluate import dataset_losses  # noqa: E402
-from ggevo.ea.front import hypervolume, knee  # noqa: E402
-from ggevo.lit.module import EvolutionModule  # noqa: E402
+from ggevo.data.datamodule import ArrayDataModule
+from ggevo.ea.evaluate import dataset_losses
+from ggevo.ea.front import hypervolume, knee
+from ggevo.lit.module import EvolutionModule
+from ggevo.pipeline.plotting import new_figure, save_figure
 
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 
@@ -49,7 +46,7 @@ def read_front_csv(path: Path) -> dict[str, list[float]]:
 
 def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.Tensor], title: str) -> None:
     """Density–loss plane: the first generation's front, the final front (minibatch and full-train loss)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    fig, ax = new_figure()
     if first is not None and len(first):
         ax.plot(first[:, 0], first[:, 1], "o--", color="0.6", ms=4, label="generation 1 (minibatch loss)")
     ax.plot(table["density"], table["minibatch_loss"], "o-", color="tab:blue", ms=4,
@@ -57,15 +54,7 @@ def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.T
     ax.plot(table["density"], table["train_loss"], "s", color="tab:orange", ms=3, label="final front (train loss)")
     k = int(table["knee"].argmax())
     ax.plot([table["density"][k]], [table["train_loss"][k]], "*", color="tab:red", ms=14, label="knee")
-    ax.set_xlabel("density (fraction of nonzero weights)")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel="density (fraction of nonzero weights)", ylabel="loss", title=title, logy=True)
 
 
 def final_metrics(table: dict[str, torch.Tensor], hv_ref) -> dict[str, float]:

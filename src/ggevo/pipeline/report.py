@@ -17,15 +17,12 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import mlflow
+from mlflow.entities import Run
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
-
-from ggevo.pipeline.artifacts import read_front_csv  # noqa: E402
-from ggevo.pipeline.paths import default_tracking_uri, rooted  # noqa: E402
+from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.paths import default_tracking_uri, rooted
+from ggevo.pipeline.plotting import new_figure, save_figure
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -84,7 +81,7 @@ def markdown_table(rows: list[dict], title: str) -> str:
 
 
 def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = new_figure()
     for group, runs in groups.items():
         curves = [[m.value for m in sorted(client.get_metric_history(r.info.run_id, "hypervolume"),
                                               key=lambda m: m.step)] for r in runs]
@@ -94,18 +91,11 @@ def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: 
         length = min(len(c) for c in curves)
         mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
         ax.plot(range(1, length + 1), mean, label=f"{label(group)} (n={len(curves)})")
-    ax.set_xlabel("generation")
-    ax.set_ylabel("hypervolume (minibatch loss)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel="generation", ylabel="hypervolume (minibatch loss)", title=title)
 
 
 def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = new_figure()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (group, runs) in enumerate(groups.items()):
             color = f"C{i % 10}"
@@ -117,15 +107,7 @@ def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) 
                 front = read_front_csv(Path(local))
                 ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=color, alpha=0.7,
                         label=label(group) if j == 0 else None)
-    ax.set_xlabel("density")
-    ax.set_ylabel("train loss")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel="density", ylabel="train loss", title=title, logy=True)
 
 
 def report_sweep(client, parent: Run, out: Path) -> Path:

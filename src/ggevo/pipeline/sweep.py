@@ -67,5 +67,5 @@ class MlflowSweepCallback(Callback):
         if config.get("sweep_record"):
             path = rooted(config.sweep_record)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"parent_run_id": self.run_id, "tracking_uri": self.uri,
+            path.write_text(json.dumps({"parent_run_id": self.run_id,
                                         "experiment_preset": str(config.get("experiment_name"))}, indent=2) + "\n")
