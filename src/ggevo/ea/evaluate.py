@@ -2,7 +2,7 @@
 
 Two strategies compute the same numbers: ``loop`` calls ``torch.func.grad_and_value`` once per
 individual; ``vmap`` batches the individuals with ``torch.func.vmap``. ``auto`` is ``vmap``: on
-the 2-core CPU ``benchmarks/generation.py`` measured vmap/loop = 0.82 at the paper's N=50, H=500,
+the 2-core CPU ``benchmarks/generation.py`` measured vmap/loop = 0.82-0.95 at the paper's N=50, H=500,
 batch 128 and 0.39 at H=100; batching only gains on a GPU. ``chunk_size`` bounds vmap's memory.
 """
 
