@@ -55,6 +55,18 @@ class EvolutionModule(pl.LightningModule):
     def gemonn(self) -> GEMONN:
         return self.optimizers().optimizer
 
+    @property
+    def has_front(self) -> bool:
+        return self.gemonn.initialized
+
+    @property
+    def hv_ref(self) -> tuple[float, float]:
+        return self.gemonn.hp["hv_ref"]
+
+    def front(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final non-dominated members ``(X (k×D), F (k×2))``, by rising density."""
+        return self.gemonn.front()
+
     def training_step(self, batch, batch_idx: int) -> None:
         x, y, t = batch
         if int(t) != self.global_step:

@@ -10,15 +10,16 @@ import torch
 from ggevo.data.datamodule import ArrayDataModule
 from ggevo.ea.evaluate import dataset_losses
 from ggevo.ea.front import hypervolume, knee
+from ggevo.lit.gradient import GradientModule
 from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.plotting import new_figure, save_figure
 
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 
 
-def front_table(module: EvolutionModule, data: ArrayDataModule) -> dict[str, torch.Tensor]:
+def front_table(module: EvolutionModule | GradientModule, data: ArrayDataModule) -> dict[str, torch.Tensor]:
     """Each front member's density, minibatch loss and full train/val losses; ``knee`` flags the knee."""
-    X, F = module.gemonn.front()
+    X, F = module.front()
     table = {"density": F[:, 0].double().cpu(), "minibatch_loss": F[:, 1].double().cpu()}
     for split in ("train", "val"):
         batches = [(x.to(X.device), y.to(X.device)) for x, y in data.batches(split)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import signal
@@ -12,16 +13,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ggevo.lit.gradient import GradientModule
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.progress import GenerationProgress
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.tracking import flatten_config, make_logger
-from ggevo.pipeline.validate import validate
+from ggevo.pipeline.validate import ConfigError, validate
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -36,7 +38,43 @@ def run_dir(cfg: DictConfig) -> Path:
         return project_root() / "outputs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
 
-def build(cfg: DictConfig) -> tuple[EvolutionModule, pl.LightningDataModule]:
+def generations_for(budget: int, pop_size: int, reevaluate: bool) -> int:
+    """Generations that fit ``budget`` evaluations: N for the initial population and N children a
+    generation, plus N re-scored parents from the second generation on when ``reevaluate``
+    (so ``g`` generations cost ``N + N·g``, or ``2N·g`` re-scoring)."""
+    g = budget // (2 * pop_size) if reevaluate else (budget - pop_size) // pop_size
+    if g < 1:
+        raise ConfigError(f"budget: {budget} evaluations do not fit one generation of N={pop_size}")
+    return g
+
+
+def apply_budget(cfg: DictConfig) -> None:
+    """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it."""
+    if cfg.get("budget") is None:
+        return
+    if is_evolutionary(cfg):
+        steps = generations_for(int(cfg.budget), cfg.optimizer.pop_size, cfg.optimizer.reevaluate_parents)
+    else:
+        steps = int(cfg.budget)
+    cfg.trainer.max_steps = steps
+
+
+def is_evolutionary(cfg: DictConfig) -> bool:
+    return str(cfg.optimizer._target_).rsplit(".", 1)[-1] == "GEMONN"
+
+
+def gradient_optimizer_config(cfg: DictConfig) -> dict:
+    """``cfg.optimizer`` without the keys its torch optimizer does not take (an experiment preset
+    written for GEMONN may set ``pop_size``, say); says which it dropped."""
+    opt_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    accepted = set(inspect.signature(get_class(opt_cfg["_target_"])).parameters) | {"prune_schedule"}
+    dropped = sorted(k for k in opt_cfg if not k.startswith("_") and k not in accepted)
+    if dropped:
+        print(f"note: {opt_cfg['_target_']} ignores optimizer.{', optimizer.'.join(dropped)}")
+    return {k: v for k, v in opt_cfg.items() if k not in dropped}
+
+
+def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.LightningDataModule]:
     """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
     prepared = cfg.data.get("prepared")
     data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)),
@@ -45,8 +83,14 @@ def build(cfg: DictConfig) -> tuple[EvolutionModule, pl.LightningDataModule]:
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
     model = instantiate(model_cfg)
-    module = EvolutionModule(model, instantiate(cfg.optimizer), task=task,
-                             evaluation=cfg.evaluation.strategy, chunk_size=cfg.evaluation.chunk_size)
+    if is_evolutionary(cfg):
+        module = EvolutionModule(model, instantiate(cfg.optimizer), task=task,
+                                 evaluation=cfg.evaluation.strategy, chunk_size=cfg.evaluation.chunk_size)
+    else:
+        opt_cfg = gradient_optimizer_config(cfg)
+        schedule = opt_cfg.pop("prune_schedule", None) or [1.0]
+        module = GradientModule(model, instantiate(opt_cfg), task=task, schedule=schedule,
+                                budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref)
     return module, data
 
 
@@ -76,6 +120,8 @@ class CheckpointOnInterrupt(pl.Callback):
         self.path = path
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(pl_module, EvolutionModule):
+            return
         opt = pl_module.gemonn
         if opt.initialized and opt.consistent:
             trainer.save_checkpoint(self.path)
@@ -90,6 +136,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     marks the MLflow run KILLED and says how to resume.
     """
     validate(cfg)
+    apply_budget(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, data = build(cfg)
     out = run_dir(cfg)
@@ -97,6 +144,8 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     ckpt_path = rooted(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     if ckpt_path is not None and not ckpt_path.is_file():
         raise FileNotFoundError(f"ckpt_path: no checkpoint at {ckpt_path}")
+    if ckpt_path is not None and not isinstance(module, EvolutionModule):
+        raise ConfigError("ckpt_path: resuming is supported for GEMONN runs; rerun the gradient baseline")
     run_id = _resumed_run_id(ckpt_path) if ckpt_path else None
     logger = make_logger(cfg, run_id=run_id)
     if run_id is None:
@@ -115,14 +164,14 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
         interrupted = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
     wall = time.perf_counter() - started
-    if not module.gemonn.initialized:
+    if not module.has_front:
         raise RuntimeError("the run stopped before its first generation; nothing to record")
     if not interrupted:
         trainer.save_checkpoint(last)
     metrics = record_results(module, data, logger, out, wall, trainer.global_step, cfg)
     if interrupted:
         logger.experiment.set_terminated(logger.run_id, "KILLED")
-        print(f"interrupted at generation {module.gemonn.run_state['generation']}; "
+        print(f"interrupted at step {trainer.global_step}; "
               f"resume with: ggevo-train <same overrides> ckpt_path={last}")
     else:
         logger.finalize("success")
@@ -133,27 +182,28 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     return metrics["final/hypervolume"]
 
 
-def record_results(module: EvolutionModule, data, logger, out: Path, wall: float, step: int,
+def record_results(module: EvolutionModule | GradientModule, data, logger, out: Path, wall: float, step: int,
                    cfg: DictConfig) -> dict[str, float]:
     """Score the final front on the full splits; log metrics and the CSV, plot, config and knee weights.
 
     The whole front's weights go to ``front.pt`` in the run folder (for ``ggevo-evaluate``).
     """
     table = front_table(module, data)
-    opt = module.gemonn
-    metrics = final_metrics(table, opt.hp["hv_ref"])
+    X, F = module.front()
+    metrics = final_metrics(table, module.hv_ref)
     metrics["wall_time_s"] = wall
     logger.log_metrics(metrics, step=step)
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
              "metrics.json": out / "metrics.json", "config.yaml": out / "config.yaml"}
     files["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
     OmegaConf.save(cfg, files["config.yaml"], resolve=True)
-    X, F = module.gemonn.front()
     torch.save({"X": X.cpu(), "F": F.cpu(), "mlflow_run_id": logger.run_id}, out / "front.pt")
     write_front_csv(files["front.csv"], table)
     pareto_plot(files["pareto.png"], module.first_front, table,
-                title=f"{module.model.__class__.__name__}, generation {opt.run_state['generation']}")
-    torch.save({"state_dict": module.model.state_dict(), "density": float(table["density"][int(table["knee"].argmax())]),
+                title=f"{module.model.__class__.__name__}, step {step}")
+    k = int(table["knee"].argmax())
+    knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
+    torch.save({"state_dict": knee_state, "density": float(table["density"][k]),
                 "train_loss": metrics["final/train_loss_knee"]}, files["knee_model.pt"])
     for path in files.values():
         logger.experiment.log_artifact(logger.run_id, str(path))

@@ -22,9 +22,14 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def validate(cfg: DictConfig) -> None:
-    o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
-    _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
+def _validate_gradient(o: DictConfig) -> None:
+    _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
+    schedule = o.get("prune_schedule") or [1.0]
+    _require(schedule[0] == 1.0 and all(b < a for a, b in zip(schedule, schedule[1:])) and schedule[-1] > 0,
+             "optimizer.prune_schedule", f"densities must start at 1.0 and fall, got {list(schedule)}")
+
+
+def _validate_gemonn(o: DictConfig) -> None:
     _require(_is_int(o.pop_size) and o.pop_size > 0 and o.pop_size % 2 == 0, "optimizer.pop_size",
              f"must be an even positive integer, got {o.pop_size!r}")
     _require(o.eta >= 0, "optimizer.eta", f"the SBX distribution index must be non-negative, got {o.eta}")
@@ -34,6 +39,18 @@ def validate(cfg: DictConfig) -> None:
     _require(o.mutation in MUTATIONS, "optimizer.mutation", f"must be one of {MUTATIONS}, got {o.mutation!r}")
     _require(isinstance(o.reevaluate_parents, bool), "optimizer.reevaluate_parents",
              f"must be true or false, got {o.reevaluate_parents!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
+    _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
+    _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
+             f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
+    _require("_target_" in o, "optimizer", "needs a _target_")
+    if str(o._target_).rsplit(".", 1)[-1] == "GEMONN":
+        _validate_gemonn(o)
+    else:
+        _validate_gradient(o)
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")

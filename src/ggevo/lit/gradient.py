@@ -1,0 +1,118 @@
+"""Gradient baselines in the schema of an evolutionary run: dense SGD/Adam and iterative magnitude pruning.
+
+One training step is one gradient evaluation (one forward + backward of one network on one
+minibatch), so ``max_steps`` is the evaluation budget an EA run is compared at. Iterative
+magnitude pruning (IMP) splits the budget into equal stages down a density schedule: at each
+stage's start the weights are pruned globally by magnitude to that density
+(``torch.nn.utils.prune``) and training goes on with the zeros held; each stage's end is a
+point of its (density, loss) curve. Dense training is IMP with the schedule ``[1.0]``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ggevo.ea.evaluate import PopulationEvaluator
+from ggevo.ea.flat import FlatParams
+from ggevo.ea.front import hypervolume
+from ggevo.lit.tasks import loss_for
+
+
+def stage_bounds(budget: int, stages: int) -> list[int]:
+    """First step of each of ``stages`` equal stages of ``budget`` steps (the last takes the remainder)."""
+    if stages < 1 or budget < stages:
+        raise ValueError(f"need at least one step per pruning stage: budget {budget}, {stages} stages")
+    return [k * (budget // stages) for k in range(stages)]
+
+
+class GradientModule(pl.LightningModule):
+    """Trains ``model`` with ``optimizer(params)`` down ``schedule`` (densities, first 1.0)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        task: str = "reconstruction",
+        schedule: Sequence[float] = (1.0,),
+        budget: int = 1000,
+        hv_ref: Sequence[float] = (1.1, 0.3),
+    ):
+        super().__init__()
+        schedule = [float(d) for d in schedule]
+        if not schedule or schedule[0] != 1.0 or any(b >= a for a, b in zip(schedule, schedule[1:])) \
+                or schedule[-1] <= 0:
+            raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
+        self.model = model
+        self.task = task
+        self.loss_fn = loss_for(task)
+        self.optimizer_factory = optimizer
+        self.schedule = schedule
+        self.starts = stage_bounds(budget, len(schedule))
+        self.budget = budget
+        self.hv_ref = tuple(hv_ref)
+        # scoring happens on an untouched copy, through the same evaluator as the EA's
+        self.evaluator = PopulationEvaluator(FlatParams(copy.deepcopy(model)), self.loss_fn, "loop")
+        self._targets = [(m, n) for m in model.modules() for n, p in m.named_parameters(recurse=False)
+                         if p.requires_grad]
+        self.snapshots: list[torch.Tensor] = []
+        self.snapshot_loss: list[float] = []
+        self.first_front = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.model.parameters())
+
+    def effective(self) -> torch.Tensor:
+        """The parameters as trained (masks applied), flattened in FlatParams' order."""
+        return torch.cat([getattr(m, n).detach().reshape(-1) for m, n in self._targets])
+
+    def density(self) -> float:
+        x = self.effective()
+        return float(torch.count_nonzero(x)) / x.numel()
+
+    def _prune(self, stage: int) -> None:
+        # torch's iterative pruning takes the fraction of the entries still unpruned
+        amount = 1.0 - self.schedule[stage] / self.schedule[stage - 1]
+        prune.global_unstructured(self._targets, pruning_method=prune.L1Unstructured, amount=amount)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        step = self.global_step
+        if step in self.starts[1:]:
+            self._prune(self.starts.index(step))
+        loss = self.loss_fn(self.model(x), (x, y))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}: lower optimizer.lr")
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        step = self.global_step  # already counts this batch
+        loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+        density = self.density() if step % 50 == 0 or step == self.budget or step in self.starts else None
+        if step in self.starts[1:] or step == self.budget:
+            self.snapshots.append(self.effective().clone())
+            self.snapshot_loss.append(loss)
+        if density is not None and self.logger is not None:
+            F = torch.tensor([[density, loss]])
+            self.logger.log_metrics({"generation": step, "evaluations": step, "nonfinite": 0,
+                                     "loss/min": loss, "loss/knee": loss, "density/knee": density,
+                                     "front/size": len(self.snapshots) or 1,
+                                     "hypervolume": hypervolume(F, self.hv_ref)}, step=step)
+        self.log_dict({"loss/min": loss}, on_step=True, logger=False)
+
+    @property
+    def has_front(self) -> bool:
+        return bool(self.snapshots)
+
+    def front(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each stage's final parameters (k×D) and their (density, last minibatch loss) (k×2)."""
+        if not self.snapshots:
+            raise RuntimeError("no stage has finished yet")
+        X = torch.stack(self.snapshots)
+        F = torch.stack(((X != 0).sum(1).double() / X.shape[1], torch.tensor(self.snapshot_loss).double()), 1)
+        return X, F.to(X.dtype)
