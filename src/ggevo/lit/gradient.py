@@ -97,13 +97,13 @@ class GradientModule(pl.LightningModule):
         if step in self.starts[1:] or step == self.budget:
             self.snapshots.append(self.effective().clone())
             self.snapshot_loss.append(loss)
-        if density is not None and self.logger is not None:
-            F = torch.tensor([[density, loss]])
-            self.logger.log_metrics({"generation": step, "evaluations": step, "nonfinite": 0,
-                                     "loss/min": loss, "loss/knee": loss, "density/knee": density,
-                                     "front/size": len(self.snapshots) or 1,
-                                     "hypervolume": hypervolume(F, self.hv_ref)}, step=step)
-        self.log_dict({"loss/min": loss}, on_step=True, logger=False)
+        if density is not None:
+            metrics = {"generation": step, "evaluations": step, "nonfinite": 0, "loss/min": loss, "loss/knee": loss,
+                       "density/knee": density, "front/size": len(self.snapshots) or 1,
+                       "hypervolume": hypervolume(torch.tensor([[density, loss]]), self.hv_ref)}
+            if self.logger is not None:
+                self.logger.log_metrics(metrics, step=step)
+            self.log_dict(metrics, on_step=True, logger=False)  # for the progress display
 
     @property
     def has_front(self) -> bool:

@@ -1,4 +1,4 @@
-"""A progress display that speaks in generations, hypervolume and best loss."""
+"""A progress display in steps (generations, for GEMONN), hypervolume and best loss."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class GenerationProgress(pl.Callback):
         if not trainer.is_global_zero or not self.console.is_terminal:
             return
         self._progress = Progress(
-            TextColumn("[bold]generation"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+            TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
         )
         self._progress.start()
@@ -43,7 +43,7 @@ class GenerationProgress(pl.Callback):
         if self._progress is not None:
             self._progress.update(self._task, completed=step, stats=stats)
         elif step == 1 or step % max(1, trainer.max_steps // self.lines) == 0 or step == trainer.max_steps:
-            print(f"generation {step}/{trainer.max_steps}  {stats}", flush=True)
+            print(f"step {step}/{trainer.max_steps}  {stats}", flush=True)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._progress is not None:
