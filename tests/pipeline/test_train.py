@@ -111,3 +111,15 @@ def test_cli_reports_bad_values_in_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even positive integer, got 7"
+
+
+def test_sparse_finetuning_is_logged_as_a_second_front(compose_cfg, tmp_path):
+    cfg = compose_cfg("finetune.steps=10", "finetune.lr=0.01")
+    train(cfg)
+    client, run = _only_run(cfg)
+    assert run.data.metrics["finetuned/evaluations"] == 10 * run.data.metrics["final/front_size"]
+    assert run.data.metrics["finetuned/hypervolume"] > run.data.metrics["final/hypervolume"]
+    assert "front_finetuned.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    before = read_front_csv(tmp_path / "run" / "front.csv")
+    after = read_front_csv(tmp_path / "run" / "front_finetuned.csv")
+    assert after["density"] == before["density"]  # zeros held: every member keeps its density

@@ -17,6 +17,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ggevo.ea.finetune import masked_adam
 from ggevo.lit.gradient import GradientModule
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.progress import GenerationProgress
@@ -182,25 +183,54 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     return metrics["final/hypervolume"]
 
 
+def sparse_finetune(module, data, X: torch.Tensor, F: torch.Tensor, ft: DictConfig,
+                    start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked Adam on every front member, on the minibatches that follow the run's last one."""
+    stream = data.stream
+
+    def evaluations():
+        t = start
+        while True:
+            x, y, _ = stream.batch(t)
+            batch = (x.to(X.device), y.to(X.device))
+            yield lambda P, b=batch: module.evaluator(P, b)
+            t += 1
+
+    bounds = module.gemonn.bounds() if isinstance(module, EvolutionModule) else (None, None)
+    print(f"sparse fine-tuning {len(X)} front members for {ft.steps} masked Adam steps (lr {ft.lr})")
+    Xt = masked_adam(X, evaluations(), int(ft.steps), lr=float(ft.lr), lower=bounds[0], upper=bounds[1])
+    x, y, _ = stream.batch(start + int(ft.steps))
+    loss = module.evaluator.losses(Xt, (x.to(X.device), y.to(X.device)))
+    return Xt, torch.stack((F[:, 0], loss.to(F.dtype)), dim=1)
+
+
 def record_results(module: EvolutionModule | GradientModule, data, logger, out: Path, wall: float, step: int,
                    cfg: DictConfig) -> dict[str, float]:
     """Score the final front on the full splits; log metrics and the CSV, plot, config and knee weights.
 
     The whole front's weights go to ``front.pt`` in the run folder (for ``ggevo-evaluate``).
     """
-    table = front_table(module, data)
     X, F = module.front()
+    table = front_table(module.evaluator, X, F, data)
     metrics = final_metrics(table, module.hv_ref)
     metrics["wall_time_s"] = wall
-    logger.log_metrics(metrics, step=step)
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
              "metrics.json": out / "metrics.json", "config.yaml": out / "config.yaml"}
+    tuned = None
+    if cfg.get("finetune") and cfg.finetune.steps > 0:
+        Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)
+        tuned = front_table(module.evaluator, Xt, Ft, data)
+        metrics.update(final_metrics(tuned, module.hv_ref, prefix="finetuned/"))
+        metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
+        files["front_finetuned.csv"] = out / "front_finetuned.csv"
+        write_front_csv(files["front_finetuned.csv"], tuned)
+    logger.log_metrics(metrics, step=step)
     files["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
     OmegaConf.save(cfg, files["config.yaml"], resolve=True)
     torch.save({"X": X.cpu(), "F": F.cpu(), "mlflow_run_id": logger.run_id}, out / "front.pt")
     write_front_csv(files["front.csv"], table)
     pareto_plot(files["pareto.png"], module.first_front, table,
-                title=f"{module.model.__class__.__name__}, step {step}")
+                title=f"{module.model.__class__.__name__}, step {step}", finetuned=tuned)
     k = int(table["knee"].argmax())
     knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
     torch.save({"state_dict": knee_state, "density": float(table["density"][k]),

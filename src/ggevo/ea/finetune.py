@@ -1,0 +1,50 @@
+"""Sparse fine-tuning of front members: masked Adam that keeps every zero at zero (ALGORITHM.md,
+"After evolution": the reference README's sparse-SGD / sparse-Adam).
+
+All members are tuned at once: each step scores the whole set (k×D) on one minibatch with the
+population evaluator (k gradient evaluations) and applies Adam's update only where the member's
+entry is nonzero, so each member keeps its density exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def masked_adam(
+    X: torch.Tensor,
+    evaluations: Iterator[Evaluate],
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    lower: torch.Tensor | None = None,
+    upper: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``steps`` Adam steps on every row of ``X`` (k×D), each on the next ``evaluate`` of ``evaluations``
+    (one per minibatch, ``evaluate(X) -> (loss (k,), grad (k×D))``); zeros of ``X`` stay zero.
+    Returns a new tensor; rows whose loss turns non-finite are left as they were."""
+    if steps < 0 or lr <= 0:
+        raise ValueError(f"finetune: need steps >= 0 and lr > 0, got {steps} and {lr}")
+    mask = X != 0
+    X = X.clone()
+    m = torch.zeros_like(X)
+    v = torch.zeros_like(X)
+    b1, b2 = betas
+    for t in range(1, steps + 1):
+        loss, grad = next(evaluations)(X)
+        ok = torch.isfinite(loss).unsqueeze(1) & torch.isfinite(grad) & mask
+        grad = torch.where(ok, grad, 0.0)
+        m.mul_(b1).add_(grad, alpha=1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        step = lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+        X = torch.where(ok, X - step, X)
+        if lower is not None:
+            X = torch.clamp(X, lower, upper)
+        X = torch.where(mask, X, 0.0)
+    return X
