@@ -70,3 +70,17 @@ def test_report_table_equals_logged_metrics(sweep, tmp_path):
     assert float(cell) == pytest.approx(statistics.fmean(hv), rel=1e-3)
     assert (tmp_path / "smoke" / "hypervolume.png").stat().st_size > 10_000
     assert (tmp_path / "smoke" / "fronts.png").stat().st_size > 10_000
+
+
+def test_method_comparison_groups_by_optimizer_choice(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ggevo.train", "-m", "experiment=smoke", "optimizer=gemonn,adam", "budget=48",
+         f"logger.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (table,) = report(uri, tmp_path / "reports", presets=("smoke",), single=())
+    text = table.read_text()
+    assert "| optimizer=gemonn | 1 |" in text and "| optimizer=adam | 1 |" in text
+    assert (tmp_path / "reports" / "smoke" / "loss_by_evaluations.png").stat().st_size > 10_000

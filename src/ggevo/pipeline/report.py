@@ -4,7 +4,8 @@ For a sweep's parent run it groups the child runs by the swept settings (seeds p
 writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss,
 density at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean over
 seeds) and ``fronts.png`` (the final fronts overlaid). By default it reports the latest sweep
-of each ablation preset, and the latest single run of the DVC preset.
+of each ablation preset and of the method comparison (``compare_ae``), and the latest single
+run of the DVC preset; every sweep also gets ``loss_by_evaluations.png``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ COLUMNS = {
     "final/density_knee": "density at knee",
     "wall_time_s": "wall time (s)",
 }
-ABLATIONS = ("ablation_popsize", "ablation_sparsity")
+ABLATIONS = ("ablation_popsize", "ablation_sparsity", "compare_ae")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -45,11 +46,16 @@ def children(client: mlflow.tracking.MlflowClient, parent: Run) -> list[Run]:
     return sorted(runs, key=lambda r: r.info.start_time)
 
 
+def setting(run: Run, key: str) -> str:
+    """The run's value of a swept key: a config value, or a config-group choice (``optimizer=adam``)."""
+    return run.data.params.get(key) or run.data.tags.get(f"choice.{key}", "?")
+
+
 def group_runs(runs: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
     """Runs keyed by their values of the swept ``keys`` other than ``seed``."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
-        groups[tuple((k, run.data.params.get(k, "?")) for k in keys if k != "seed")].append(run)
+        groups[tuple((k, setting(run, k)) for k in keys if k != "seed")].append(run)
     return dict(groups)
 
 
@@ -94,6 +100,20 @@ def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: 
     save_figure(fig, ax, path, xlabel="generation", ylabel="hypervolume (minibatch loss)", title=title)
 
 
+def plot_loss_by_evaluations(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    """Best minibatch loss against gradient evaluations spent (one line per run), comparable across
+    methods that spend evaluations differently."""
+    fig, ax = new_figure()
+    for i, (group, runs) in enumerate(groups.items()):
+        for j, run in enumerate(runs):
+            by_step = lambda key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}  # noqa: E731
+            spent, loss = by_step("evaluations"), by_step("loss/min")
+            steps = sorted(set(spent) & set(loss))
+            ax.plot([spent[s] for s in steps], [loss[s] for s in steps], color=f"C{i % 10}", lw=0.9, alpha=0.8,
+                    label=label(group) if j == 0 else None)
+    save_figure(fig, ax, path, xlabel="gradient evaluations", ylabel="best minibatch loss", title=title, logy=True)
+
+
 def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
     fig, ax = new_figure()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,6 +145,7 @@ def report_sweep(client, parent: Run, out: Path) -> Path:
     table.write_text(markdown_table(table_rows(groups), title))
     plot_hypervolume(client, groups, folder / "hypervolume.png", title)
     plot_fronts(client, groups, folder / "fronts.png", title)
+    plot_loss_by_evaluations(client, groups, folder / "loss_by_evaluations.png", title)
     return table
 
 

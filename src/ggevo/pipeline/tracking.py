@@ -46,12 +46,24 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     parent = sweep_parent()
     if parent:
         tags["mlflow.parentRunId"] = parent
+    tags.update({f"choice.{group}": str(choice) for group, choice in hydra_choices().items()})
     for pkg in _VERSIONED:
         try:
             tags[f"version.{pkg}"] = version(pkg)
         except PackageNotFoundError:
             tags[f"version.{pkg}"] = "absent"
     return tags
+
+
+def hydra_choices() -> dict[str, str]:
+    """The config-group options Hydra composed this run from (``optimizer: adam``, …), if under Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices
+    except ValueError:
+        return {}
+    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
 def sweep_parent() -> str | None:

@@ -152,7 +152,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     if run_id is None:
         logger.log_hyperparams(flatten_config(cfg))
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
-                                  save_top_k=0, save_last=True)
+                                  save_top_k=0, save_last=True, enable_version_counter=False)
     last = out / "checkpoints" / "last.ckpt"
     trainer = instantiate(cfg.trainer, logger=logger, default_root_dir=str(out),
                           callbacks=[checkpoints, CheckpointOnInterrupt(last), GenerationProgress(), *(callbacks or [])])
