@@ -31,20 +31,20 @@ def masked_adam(
     Returns a new tensor; rows whose loss turns non-finite are left as they were."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"finetune: need steps >= 0 and lr > 0, got {steps} and {lr}")
-    mask = X != 0
+    keep = (X != 0).to(X.dtype)
     X = X.clone()
     m = torch.zeros_like(X)
     v = torch.zeros_like(X)
     b1, b2 = betas
     for t in range(1, steps + 1):
         loss, grad = next(evaluations)(X)
-        ok = torch.isfinite(loss).unsqueeze(1) & torch.isfinite(grad) & mask
-        grad = torch.where(ok, grad, 0.0)
+        row_ok = torch.isfinite(loss).to(X.dtype).unsqueeze(1)
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(keep).mul_(row_ok)
         m.mul_(b1).add_(grad, alpha=1 - b1)
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        step = lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
-        X = torch.where(ok, X - step, X)
+        denom = v.div(1 - b2**t).sqrt_().add_(eps)
+        # in place where it can be: two k×D temporaries a step, not ten
+        X.addcdiv_(m.mul(row_ok), denom, value=-lr / (1 - b1**t)).mul_(keep)
         if lower is not None:
-            X = torch.clamp(X, lower, upper)
-        X = torch.where(mask, X, 0.0)
+            X.clamp_(lower, upper)
     return X

@@ -125,7 +125,7 @@ class CheckpointOnInterrupt(pl.Callback):
             return
         opt = pl_module.gemonn
         if opt.initialized and opt.consistent:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
         elif opt.initialized:
             print(f"interrupted while writing a generation: {self.path} keeps the last periodic checkpoint")
 
@@ -168,7 +168,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     if not module.has_front:
         raise RuntimeError("the run stopped before its first generation; nothing to record")
     if not interrupted:
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)
     metrics = record_results(module, data, logger, out, wall, trainer.global_step, cfg)
     if interrupted:
         logger.experiment.set_terminated(logger.run_id, "KILLED")
