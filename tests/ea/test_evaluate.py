@@ -41,6 +41,8 @@ def test_loop_equals_autograd_and_vmap_equals_loop():
     torch.testing.assert_close(grad_vmap, grad_loop, rtol=1e-5, atol=1e-7)
     chunked = PopulationEvaluator(flat, reconstruction_loss, "vmap", chunk_size=4)(X, batch)
     torch.testing.assert_close(chunked[1], grad_loop, rtol=1e-5, atol=1e-7)
+    forward_only = PopulationEvaluator(flat, reconstruction_loss, "vmap").losses(X, batch)
+    torch.testing.assert_close(forward_only, loss_loop)
 
 
 def test_evaluation_never_writes_the_module():

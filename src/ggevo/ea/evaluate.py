@@ -66,8 +66,10 @@ class PopulationEvaluator:
 
     @torch.no_grad()
     def losses(self, X: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Losses (n,) only, without gradients (validation and final scoring)."""
+        """Losses (n,) only, without gradients (validation and final scoring), by the same strategy."""
         self._check(X)
+        if resolve_strategy(self.strategy, X.device) == "vmap":
+            return vmap(self._objective, in_dims=(0, None), chunk_size=self.chunk_size)(X, batch)
         return torch.stack([self._objective(x, batch) for x in X])
 
 
