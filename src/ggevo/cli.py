@@ -12,7 +12,8 @@ from ggevo.data.sources import DataUnavailableError
 from ggevo.pipeline.paths import config_dir
 from ggevo.pipeline.validate import ConfigError
 
-USER_ERRORS = (ConfigError, DataUnavailableError, FileNotFoundError)
+# FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
+USER_ERRORS = (ConfigError, DataUnavailableError, FileNotFoundError, FloatingPointError)
 
 
 def fail(err: BaseException) -> None:
