@@ -43,6 +43,10 @@ class PopulationEvaluator:
         self.chunk_size = chunk_size
         self._grad_and_value = grad_and_value(self._objective)
 
+    def scoring(self, score_fn: LossFn) -> PopulationEvaluator:
+        """An evaluator of the same network and strategy that scores by ``score_fn`` (accuracy, say)."""
+        return PopulationEvaluator(self.flat, score_fn, self.strategy, self.chunk_size)
+
     def _objective(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.loss_fn(self.flat(x, batch[0]), batch)
 

@@ -13,7 +13,7 @@ from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
 from ggevo.ea.front import knee
 from ggevo.ea.gemonn import GEMONN
-from ggevo.lit.tasks import loss_for
+from ggevo.lit.tasks import extra_scores, loss_for
 
 
 class EvolutionModule(pl.LightningModule):
@@ -39,9 +39,10 @@ class EvolutionModule(pl.LightningModule):
         self.loss_fn = loss_for(task)
         self.flat = FlatParams(model)
         self.evaluator = PopulationEvaluator(self.flat, self.loss_fn, evaluation, chunk_size)
+        self.scorers = {"loss": self.evaluator} | {k: self.evaluator.scoring(fn) for k, fn in extra_scores(task).items()}
         self.optimizer_factory = optimizer
         self.first_front: torch.Tensor | None = None
-        self._val_sums: torch.Tensor | None = None
+        self._val_sums: dict[str, torch.Tensor] = {}
         self._val_count = 0
         self.val_losses: torch.Tensor | None = None
 
@@ -83,24 +84,31 @@ class EvolutionModule(pl.LightningModule):
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
-        self._val_sums, self._val_count = None, 0
+        self._val_sums, self._val_count = {}, 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         opt = self.optimizers().optimizer
         if not opt.initialized:
             return
         X, _ = opt.front()
-        losses = self.evaluator.losses(X, batch).double() * batch[0].shape[0]
-        self._val_sums = losses if self._val_sums is None else self._val_sums + losses
-        self._val_count += batch[0].shape[0]
+        size = batch[0].shape[0]
+        for name, scorer in self.scorers.items():
+            sums = scorer.losses(X, batch).double() * size
+            self._val_sums[name] = sums + self._val_sums.get(name, 0.0)
+        self._val_count += size
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_sums is None:
+        if not self._val_sums:
             return
-        self.val_losses = (self._val_sums / self._val_count).cpu()
+        means = {name: (sums / self._val_count).cpu() for name, sums in self._val_sums.items()}
+        self.val_losses = means["loss"]
         _, F = self.optimizers().optimizer.front()
-        self.log_dict({"val/loss_min": float(self.val_losses.min()),
-                       "val/loss_knee": float(self.val_losses[knee(F)])})
+        k = knee(F)
+        metrics = {"val/loss_min": float(self.val_losses.min()), "val/loss_knee": float(self.val_losses[k])}
+        if "accuracy" in means:
+            metrics |= {"val/accuracy_max": float(means["accuracy"].max()),
+                        "val/accuracy_knee": float(means["accuracy"][k])}
+        self.log_dict(metrics)
 
     # -------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:

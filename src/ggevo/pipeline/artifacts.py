@@ -9,22 +9,37 @@ import torch
 
 from ggevo.data.datamodule import ArrayDataModule
 from ggevo.ea.evaluate import PopulationEvaluator, dataset_losses
-from ggevo.ea.front import hypervolume, knee
+from ggevo.ea.front import best_under_density, hypervolume, knee
+from ggevo.lit.tasks import extra_scores
 from ggevo.pipeline.plotting import new_figure, save_figure
+from ggevo.pipeline.validate import ConfigError
 
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
+# written after COLUMNS when the task has them
+OPTIONAL = ("train_accuracy", "val_accuracy")
+DENSITY_BUDGETS = (0.1, 0.2, 0.3)
+
+
+def split_scores(evaluator: PopulationEvaluator, X: torch.Tensor, data: ArrayDataModule, split: str,
+                 task: str) -> dict[str, torch.Tensor]:
+    """``{"loss": (k,), "accuracy": (k,) for classifiers}``: each member's mean over the whole ``split``."""
+    batches = [(x.to(X.device), y.to(X.device)) for x, y in data.batches(split)]
+    scorers = {"loss": evaluator} | {k: evaluator.scoring(fn) for k, fn in extra_scores(task).items()}
+    if not batches:
+        return {k: torch.full((len(X),), float("nan"), dtype=torch.float64) for k in scorers}
+    return {k: dataset_losses(s, X, lambda: batches) for k, s in scorers.items()}
 
 
 def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor,
-                data: ArrayDataModule) -> dict[str, torch.Tensor]:
-    """Each member's density, minibatch loss and full train/val losses; ``knee`` flags the knee.
+                data: ArrayDataModule, task: str = "reconstruction") -> dict[str, torch.Tensor]:
+    """Each member's density, minibatch loss and full train/val losses (and accuracies for a
+    classifier); ``knee`` flags the knee.
 
     ``X`` (k×D) are the members, ``F`` (k×2) their (density, minibatch loss)."""
     table = {"density": F[:, 0].double().cpu(), "minibatch_loss": F[:, 1].double().cpu()}
     for split in ("train", "val"):
-        batches = [(x.to(X.device), y.to(X.device)) for x, y in data.batches(split)]
-        table[f"{split}_loss"] = (dataset_losses(evaluator, X, lambda b=batches: b)
-                                  if batches else torch.full((len(F),), float("nan"), dtype=torch.float64))
+        for name, values in split_scores(evaluator, X, data, split, task).items():
+            table[f"{split}_{name}"] = values
     flag = torch.zeros(len(F), dtype=torch.float64)
     flag[knee(F)] = 1.0
     table["knee"] = flag
@@ -32,17 +47,20 @@ def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor
 
 
 def write_front_csv(path: Path, table: dict[str, torch.Tensor]) -> None:
+    columns = [c for c in (*COLUMNS, *OPTIONAL) if c in table]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(COLUMNS)
-        for row in zip(*(table[c].tolist() for c in COLUMNS)):
+        w.writerow(columns)
+        for row in zip(*(table[c].tolist() for c in columns)):
             w.writerow([f"{v:.8g}" for v in row])
 
 
 def read_front_csv(path: Path) -> dict[str, list[float]]:
+    """Every column of a front CSV (``COLUMNS``, and ``OPTIONAL`` ones where written)."""
     with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return {c: [float(r[c]) for r in rows] for c in COLUMNS}
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        return {c: [float(r[c]) for r in rows] for c in reader.fieldnames or ()}
 
 
 def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.Tensor], title: str,
@@ -76,9 +94,40 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
         "density_knee": float(table["density"][k]),
         "front_size": float(len(F)),
     }
-    for budget in (0.1, 0.2):
+    for budget in DENSITY_BUDGETS:
         ok = table["density"] <= budget
         if ok.any():
             metrics[f"train_loss_at_density_{budget}"] = float(table["train_loss"][ok].min())
-    metrics = {prefix + k: v for k, v in metrics.items()}
-    return metrics
+    if "val_accuracy" in table:
+        acc = table["val_accuracy"]
+        metrics["val_accuracy_best"] = float(acc.max())
+        metrics["density_at_best_accuracy"] = float(table["density"][int(acc.argmax())])
+        metrics["val_accuracy_knee"] = float(acc[k])
+        metrics["val_accuracy_dense_end"] = float(acc[int(table["density"].argmax())])
+        for budget in DENSITY_BUDGETS:
+            ok = table["density"] <= budget
+            if ok.any():
+                metrics[f"val_accuracy_at_density_{budget}"] = float(acc[ok].max())
+    return {prefix + k: v for k, v in metrics.items()}
+
+
+def choose_member(table: dict[str, list[float]], rule: str) -> int:
+    """Row of a front table picked by ``rule``: ``knee`` (the run's knee), ``best`` (lowest train loss)
+    or ``density<=B`` (lowest train loss among members of density at most ``B``)."""
+    loss = torch.tensor(table["train_loss"], dtype=torch.float64)
+    density = torch.tensor(table["density"], dtype=torch.float64)
+    if rule == "knee":
+        return int(torch.tensor(table["knee"]).argmax())
+    if rule == "best":
+        return int(loss.argmin())
+    if rule.startswith("density<="):
+        try:
+            budget = float(rule.removeprefix("density<="))
+        except ValueError:
+            budget = None
+        if budget is not None:
+            i = best_under_density(torch.stack((density, loss), dim=1), budget)
+            if i is None:
+                raise ConfigError(f"select: no front member has density ≤ {budget} (sparsest: {float(density.min()):.3g})")
+            return i
+    raise ConfigError(f"select: must be knee, best or density<=B (B a fraction), got {rule!r}")

@@ -1,4 +1,8 @@
-"""``ggevo-evaluate RUN_DIR…``: score a finished run's front on the held-out test split (DVC ``evaluate``)."""
+"""``ggevo-evaluate RUN_DIR…``: score a finished run's front on the held-out test split (DVC ``evaluate``).
+
+With ``--downstream``, also the downstream accuracy (CCR) of a chosen member's encoder
+(``--select knee|best|density<=B``), fine-tuned with a softmax classifier over several seeds.
+"""
 
 from __future__ import annotations
 
@@ -12,57 +16,97 @@ import torch
 from omegaconf import OmegaConf
 
 from ggevo.cli import USER_ERRORS, fail
-from ggevo.ea.evaluate import dataset_losses
-from ggevo.ea.front import knee
-from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.artifacts import DENSITY_BUDGETS, choose_member, read_front_csv, split_scores
+from ggevo.pipeline.downstream import FineTune, downstream_accuracy
 from ggevo.pipeline.tracking import tracking_uri
 from ggevo.pipeline.train import build
 
 
-def evaluate_run(run_dir: Path) -> dict[str, float]:
-    """Test loss of every front member of the run in ``run_dir``; writes ``evaluation.csv`` and
-    ``test_metrics.json`` there and logs both to the run's MLflow record."""
+def load_run(run_dir: Path):
+    """``(cfg, module, data, front)`` of the finished run in ``run_dir``; ``front`` holds ``X``, ``F``."""
     for name in ("config.yaml", "front.pt", "front.csv"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module, data = build(cfg)
-    front = torch.load(run_dir / "front.pt", weights_only=False)
-    X, F = front["X"], front["F"]
-    batches = data.batches("test")
-    test = dataset_losses(module.evaluator, X, lambda: batches)
-    table = read_front_csv(run_dir / "front.csv")
-    k = knee(F)
-    rows = list(zip(table["density"], table["train_loss"], table["val_loss"], test.tolist(), table["knee"]))
-    with open(run_dir / "evaluation.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(("density", "train_loss", "val_loss", "test_loss", "knee"))
-        w.writerows([f"{v:.8g}" for v in row] for row in rows)
-    density = F[:, 0].double()
-    metrics = {"test/loss_knee": float(test[k]), "test/loss_best": float(test.min()),
-               "test/density_at_best": float(density[int(test.argmin())])}
-    for budget in (0.1, 0.2):
-        ok = density <= budget
-        if ok.any():
-            metrics[f"test/loss_at_density_{budget}"] = float(test[ok].min())
-    (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return cfg, module, data, torch.load(run_dir / "front.pt", weights_only=False)
+
+
+def _log(cfg, front: dict, metrics: dict[str, float], *artifacts: Path) -> None:
     run_id = front.get("mlflow_run_id")
     if run_id:
         client = mlflow.tracking.MlflowClient(tracking_uri(cfg))
         for key, value in metrics.items():
             client.log_metric(run_id, key, value)
-        client.log_artifact(run_id, str(run_dir / "evaluation.csv"))
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+
+
+def evaluate_run(run_dir: Path) -> dict[str, float]:
+    """Test loss (and accuracy, for a classifier) of every front member of the run in ``run_dir``;
+    writes ``evaluation.csv`` and ``test_metrics.json`` there and logs both to the run's MLflow record."""
+    cfg, module, data, front = load_run(run_dir)
+    test = split_scores(module.evaluator, front["X"], data, "test", module.task)
+    table = read_front_csv(run_dir / "front.csv")
+    columns = {"density": table["density"], "train_loss": table["train_loss"], "val_loss": table["val_loss"],
+               **{f"test_{k}": v.tolist() for k, v in test.items()}, "knee": table["knee"]}
+    with open(run_dir / "evaluation.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        w.writerows([f"{v:.8g}" for v in row] for row in zip(*columns.values()))
+    k = choose_member(table, "knee")
+    density = torch.tensor(table["density"], dtype=torch.float64)
+    metrics = {}
+    for name, values in test.items():
+        metrics[f"test/{name}_knee"] = float(values[k])
+        pick = values.argmax() if name == "accuracy" else values.argmin()
+        metrics[f"test/{name}_best"] = float(values[pick])
+        metrics[f"test/density_at_best_{name}"] = float(density[int(pick)])
+        for budget in DENSITY_BUDGETS:
+            ok = density <= budget
+            if ok.any():
+                metrics[f"test/{name}_at_density_{budget}"] = float(
+                    values[ok].max() if name == "accuracy" else values[ok].min())
+    (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _log(cfg, front, metrics, run_dir / "evaluation.csv")
+    return metrics
+
+
+def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: FineTune) -> dict[str, float]:
+    """CCR of the member ``select`` picks; writes ``downstream.json`` and logs ``downstream/*`` to MLflow."""
+    cfg, module, data, front = load_run(run_dir)
+    table = read_front_csv(run_dir / "front.csv")
+    i = choose_member(table, select)
+    result = downstream_accuracy(module.model, front["X"][i], data, seeds, recipe)
+    metrics = {f"downstream/{k}": v for k, v in result.items()}
+    metrics["downstream/density"] = table["density"][i]
+    record = {"select": select, "member": i, "density": table["density"][i], "train_loss": table["train_loss"][i],
+              "seeds": seeds, "recipe": vars(recipe), **result}
+    path = run_dir / "downstream.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    _log(cfg, front, metrics, path)
     return metrics
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="Score finished runs' fronts on the test split.")
     ap.add_argument("run_dirs", nargs="+", type=Path, help="run folders written by ggevo-train (run_dir=...)")
+    ap.add_argument("--downstream", action="store_true",
+                    help="also the downstream accuracy (CCR) of a chosen member's encoder + softmax classifier")
+    ap.add_argument("--select", default="knee", help="knee | best | density<=B (default: knee)")
+    ap.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (default 3)")
+    ap.add_argument("--epochs", type=int, default=FineTune.epochs)
+    ap.add_argument("--lr", type=float, default=FineTune.lr)
+    ap.add_argument("--momentum", type=float, default=FineTune.momentum)
+    ap.add_argument("--release-zeros", action="store_true", help="let fine-tuning move the encoder's zeros")
     args = ap.parse_args()
+    recipe = FineTune(epochs=args.epochs, lr=args.lr, momentum=args.momentum, keep_zeros=not args.release_zeros)
     try:
         for run_dir in args.run_dirs:
             metrics = evaluate_run(run_dir.resolve())
-            print(f"{run_dir}: " + ", ".join(f"{k} {v:.5g}" for k, v in metrics.items()))
+            if args.downstream:
+                metrics |= evaluate_downstream(run_dir.resolve(), args.select, list(range(args.seeds)), recipe)
+            print(f"{run_dir}: " + ", ".join(f"{k} {v:.5g}" for k, v in metrics.items() if "seed" not in k))
     except USER_ERRORS as err:
         fail(err)
 

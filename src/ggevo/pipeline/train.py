@@ -180,6 +180,9 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
           f"best train loss {metrics['final/train_loss_best']:.5f} at density {metrics['final/density_at_best']:.3f}, "
           f"knee {metrics['final/train_loss_knee']:.5f} at density {metrics['final/density_knee']:.3f}; "
           f"{wall:.0f} s")
+    if "final/val_accuracy_best" in metrics:
+        print(f"validation accuracy: best {metrics['final/val_accuracy_best']:.4f} at density "
+              f"{metrics['final/density_at_best_accuracy']:.3f}, knee {metrics['final/val_accuracy_knee']:.4f}")
     return metrics["final/hypervolume"]
 
 
@@ -211,7 +214,7 @@ def record_results(module: EvolutionModule | GradientModule, data, logger, out: 
     The whole front's weights go to ``front.pt`` in the run folder (for ``ggevo-evaluate``).
     """
     X, F = module.front()
-    table = front_table(module.evaluator, X, F, data)
+    table = front_table(module.evaluator, X, F, data, module.task)
     metrics = final_metrics(table, module.hv_ref)
     metrics["wall_time_s"] = wall
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
@@ -219,7 +222,7 @@ def record_results(module: EvolutionModule | GradientModule, data, logger, out: 
     tuned = None
     if cfg.get("finetune") and cfg.finetune.steps > 0:
         Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)
-        tuned = front_table(module.evaluator, Xt, Ft, data)
+        tuned = front_table(module.evaluator, Xt, Ft, data, module.task)
         metrics.update(final_metrics(tuned, module.hv_ref, prefix="finetuned/"))
         metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
         files["front_finetuned.csv"] = out / "front_finetuned.csv"

@@ -1,0 +1,90 @@
+"""``ggevo-export RUN_DIR``: one front member as a standalone PyTorch model.
+
+Writes, into ``--out`` (default ``RUN_DIR/export``):
+- ``model.pt`` — ``{"model": <the model's config, with _target_>, "task": ..., "state_dict": ...}``,
+  the dense weights with their zeros; ``load_exported`` rebuilds the ``nn.Module`` from it;
+- ``model_sparse.pt`` — the same tensors, each weight matrix (2 or more dimensions) as a
+  ``torch.sparse_coo_tensor`` holding exactly its nonzeros, vectors dense;
+- ``model.json`` — the selection rule, the member's density and nonzero count, and its logged
+  metrics (the row of ``front.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import mlflow
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from ggevo.cli import USER_ERRORS, fail
+from ggevo.ea.flat import FlatParams
+from ggevo.pipeline.artifacts import choose_member, read_front_csv
+from ggevo.pipeline.tracking import tracking_uri
+
+
+def sparse_form(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weight matrices as coalesced COO tensors of their nonzeros; vectors (biases) as they are."""
+    return {k: v.to_sparse().coalesce() if v.dim() >= 2 else v for k, v in state.items()}
+
+
+def load_exported(path: Path | str) -> nn.Module:
+    """The exported model, rebuilt from its config and loaded with its weights (zeros included)."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model = instantiate(saved["model"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) -> dict:
+    """Export the member ``select`` picks (``knee``, ``best``, ``density<=B``); returns the sidecar record."""
+    for name in ("config.yaml", "front.pt", "front.csv"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    front = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False)
+    table = read_front_csv(run_dir / "front.csv")
+    i = choose_member(table, select)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    task = model_cfg.pop("task", "reconstruction")
+    model = instantiate(model_cfg)
+    FlatParams(model).load_(front["X"][i])
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = out or run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model_cfg, "task": task, "state_dict": state}, out / "model.pt")
+    torch.save(sparse_form(state), out / "model_sparse.pt")
+    flat = front["X"][i]
+    record = {"run_dir": run_dir.name, "select": select, "member": i, "task": task,
+              "model": model_cfg["_target_"], "parameters": int(flat.numel()),
+              "nonzeros": int(torch.count_nonzero(flat)), "density": float(table["density"][i]),
+              "metrics": {k: v[i] for k, v in table.items() if k != "knee"}}
+    (out / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+    if front.get("mlflow_run_id"):
+        client = mlflow.tracking.MlflowClient(tracking_uri(cfg))
+        for name in ("model.pt", "model_sparse.pt", "model.json"):
+            client.log_artifact(front["mlflow_run_id"], str(out / name), artifact_path=f"export/{select}")
+    return record
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Export one front member as a standalone PyTorch model.")
+    ap.add_argument("run_dir", type=Path, help="a run folder written by ggevo-train")
+    ap.add_argument("--select", default="knee", help="knee | best | density<=B (default: knee)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)")
+    args = ap.parse_args()
+    try:
+        record = export_member(args.run_dir.resolve(), args.select, args.out)
+    except USER_ERRORS as err:
+        fail(err)
+    print(f"exported member {record['member']} ({args.select}): density {record['density']:.4f}, "
+          f"{record['nonzeros']} of {record['parameters']} parameters nonzero, "
+          f"train loss {record['metrics']['train_loss']:.5g} -> {args.out or args.run_dir / 'export'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""``ggevo-export``: a front member as a standalone model that reproduces its logged metrics."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ggevo.lit.tasks import extra_scores, loss_for
+from ggevo.pipeline.artifacts import choose_member, read_front_csv
+from ggevo.pipeline.evaluate import load_run
+from ggevo.pipeline.export import export_member, load_exported
+from ggevo.pipeline.train import train
+from tests.conftest import ROOT
+
+
+def _split_means(model, data, split: str, task: str) -> dict[str, float]:
+    """Full-split means of the loss (and accuracy) computed by plain forward passes of ``model``."""
+    scores = {"loss": loss_for(task)} | extra_scores(task)
+    sums, count = dict.fromkeys(scores, 0.0), 0
+    with torch.no_grad():
+        for x, y in data.batches(split):
+            out = model(x)
+            for k, fn in scores.items():
+                sums[k] += float(fn(out, (x, y))) * len(x)
+            count += len(x)
+    return {k: v / count for k, v in sums.items()}
+
+
+@pytest.mark.parametrize("select", ["knee", "density<=0.5"])
+def test_exported_member_reloads_with_its_logged_loss(compose_cfg, tmp_path, select):
+    cfg = compose_cfg("trainer.max_steps=3")
+    train(cfg)
+    run_dir = tmp_path / "run"
+    record = export_member(run_dir, select)
+    table = read_front_csv(run_dir / "front.csv")
+    i = choose_member(table, select)
+    assert record["member"] == i and record["density"] == table["density"][i]
+    model = load_exported(run_dir / "export" / "model.pt")
+    _, _, data, _ = load_run(run_dir)
+    got = _split_means(model, data, "train", "reconstruction")
+    assert got["loss"] == pytest.approx(table["train_loss"][i], rel=1e-5)
+    dense = torch.load(run_dir / "export" / "model.pt", weights_only=False)["state_dict"]
+    sparse = torch.load(run_dir / "export" / "model_sparse.pt", weights_only=False)
+    assert sum(int(torch.count_nonzero(v)) for v in dense.values()) == record["nonzeros"]
+    for name, tensor in dense.items():
+        if tensor.dim() >= 2:
+            assert sparse[name].is_sparse
+            assert sparse[name]._nnz() == int(torch.count_nonzero(tensor))
+            assert torch.equal(sparse[name].to_dense(), tensor)
+        else:
+            assert torch.equal(sparse[name], tensor)
+    assert json.loads((run_dir / "export" / "model.json").read_text())["nonzeros"] == record["nonzeros"]
+
+
+def test_export_cli_fails_in_one_line_on_an_impossible_budget(compose_cfg, tmp_path):
+    train(compose_cfg("trainer.max_steps=2"))
+    proc = subprocess.run([sys.executable, "-m", "ggevo.pipeline.export", str(tmp_path / "run"), "--select",
+                           "density<=0.0001"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: select: no front member has density ≤ 0.0001")
