@@ -74,3 +74,18 @@ def test_downstream_of_a_dense_baseline(compose_cfg, tmp_path):
     metrics = evaluate_downstream(tmp_path / "run", "best", [0], QUICK)
     assert metrics["downstream/density"] == 1.0
     assert metrics["downstream/test_accuracy_mean"] > 0.3
+
+
+def test_downstream_after_training_in_the_same_run(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=3", "downstream.seeds=2", "downstream.epochs=1", "downstream.select=best")
+    train(cfg)
+    run = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri).search_runs(
+        [mlflow.tracking.MlflowClient(cfg.logger.tracking_uri).get_experiment_by_name("ggevo").experiment_id])[0]
+    record = json.loads((tmp_path / "run" / "downstream.json").read_text())
+    assert record["select"] == "best" and record["recipe"]["epochs"] == 1
+    assert run.data.metrics["downstream/test_accuracy_mean"] == pytest.approx(record["test_accuracy_mean"])
+
+
+def test_bad_downstream_rule_fails_before_compute(compose_cfg):
+    with pytest.raises(ConfigError, match="^downstream.select:"):
+        train(compose_cfg("downstream.seeds=1", "downstream.select=sparsest"))

@@ -76,6 +76,7 @@ def test_method_comparison_groups_by_optimizer_choice(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
         [sys.executable, "-m", "ggevo.train", "-m", "experiment=smoke", "optimizer=gemonn,adam", "budget=48",
+         "downstream.seeds=1", "downstream.epochs=1",
          f"logger.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
@@ -84,3 +85,10 @@ def test_method_comparison_groups_by_optimizer_choice(tmp_path):
     text = table.read_text()
     assert "| optimizer=gemonn | 1 |" in text and "| optimizer=adam | 1 |" in text
     assert (tmp_path / "reports" / "smoke" / "loss_by_evaluations.png").stat().st_size > 10_000
+    client = mlflow.tracking.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ggevo").experiment_id], "tags.`ggevo.role` = 'train'")
+    accuracy = {r.data.tags["choice.optimizer"]: r.data.metrics["downstream/test_accuracy_mean"] for r in runs}
+    downstream = (tmp_path / "reports" / "smoke" / "downstream.md").read_text()
+    for method, value in accuracy.items():  # one row per method, its run's accuracy (one seed: std 0)
+        assert f"| optimizer={method} | 1 | " in downstream and f"{value:.4g} ± 0" in downstream
+    assert (tmp_path / "reports" / "smoke" / "connections.png").stat().st_size > 10_000

@@ -10,14 +10,17 @@ accuracy is that of the sparse network the front offers.
 from __future__ import annotations
 
 import copy
+import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ggevo.data.datamodule import ArrayDataModule
 from ggevo.ea.flat import FlatParams
+from ggevo.pipeline.artifacts import choose_member
 from ggevo.pipeline.validate import ConfigError
 
 
@@ -98,3 +101,18 @@ def downstream_accuracy(model: nn.Module, member: torch.Tensor, data: ArrayDataM
            "test_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
     out.update({f"test_accuracy_seed{s}": a for s, a in zip(seeds, accs)})
     return out
+
+
+def record_downstream(model: nn.Module, X: torch.Tensor, table: dict, data: ArrayDataModule, select: str,
+                      seeds: list[int], recipe: FineTune, out: Path) -> dict[str, float]:
+    """CCR of the front member (row of ``X`` (k×D) and ``table``) that ``select`` picks; writes
+    ``out/downstream.json`` and returns the ``downstream/*`` metrics to log."""
+    i = choose_member(table, select)
+    density = float(table["density"][i])
+    result = downstream_accuracy(model, X[i], data, seeds, recipe)
+    record = {"select": select, "member": i, "density": density, "train_loss": float(table["train_loss"][i]),
+              "seeds": seeds, "recipe": asdict(recipe), **result}
+    (out / "downstream.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"downstream accuracy ({select}, density {density:.3f}): "
+          f"{result['test_accuracy_mean']:.4f} ± {result['test_accuracy_std']:.4f} over {len(seeds)} seeds")
+    return {"downstream/density": density} | {f"downstream/{k}": v for k, v in result.items()}

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from ggevo.cli import USER_ERRORS, fail
 from ggevo.pipeline.artifacts import DENSITY_BUDGETS, choose_member, read_front_csv, split_scores
-from ggevo.pipeline.downstream import FineTune, downstream_accuracy
+from ggevo.pipeline.downstream import FineTune, record_downstream
 from ggevo.pipeline.tracking import tracking_uri
 from ggevo.pipeline.train import build
 
@@ -76,15 +76,8 @@ def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: Fi
     """CCR of the member ``select`` picks; writes ``downstream.json`` and logs ``downstream/*`` to MLflow."""
     cfg, module, data, front = load_run(run_dir)
     table = read_front_csv(run_dir / "front.csv")
-    i = choose_member(table, select)
-    result = downstream_accuracy(module.model, front["X"][i], data, seeds, recipe)
-    metrics = {f"downstream/{k}": v for k, v in result.items()}
-    metrics["downstream/density"] = table["density"][i]
-    record = {"select": select, "member": i, "density": table["density"][i], "train_loss": table["train_loss"][i],
-              "seeds": seeds, "recipe": vars(recipe), **result}
-    path = run_dir / "downstream.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    _log(cfg, front, metrics, path)
+    metrics = record_downstream(module.evaluator.flat.module, front["X"], table, data, select, seeds, recipe, run_dir)
+    _log(cfg, front, metrics, run_dir / "downstream.json")
     return metrics
 
 

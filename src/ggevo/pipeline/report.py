@@ -19,9 +19,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import mlflow
+import torch
 from mlflow.entities import Run
 
 from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.connections import connection_plot, first_layer, image_side
 from ggevo.pipeline.paths import default_tracking_uri, rooted
 from ggevo.pipeline.plotting import new_figure, save_figure
 
@@ -30,8 +32,14 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COLUMNS = {
     "final/hypervolume": "final hypervolume",
     "final/train_loss_best": "best train loss",
+    "final/train_loss_at_density_0.2": "train loss at density ≤ 0.2",
+    "final/train_loss_at_density_0.1": "train loss at density ≤ 0.1",
     "final/density_knee": "density at knee",
     "wall_time_s": "wall time (s)",
+}
+DOWNSTREAM = {
+    "downstream/density": "density of the encoder",
+    "downstream/test_accuracy_mean": "test accuracy",
 }
 ABLATIONS = ("ablation_popsize", "ablation_sparsity", "compare_ae")
 
@@ -63,23 +71,23 @@ def label(group: tuple) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in group) or "all runs"
 
 
-def table_rows(groups: dict[tuple, list[Run]]) -> list[dict]:
+def table_rows(groups: dict[tuple, list[Run]], columns: dict[str, str] = COLUMNS) -> list[dict]:
     rows = []
     for group, runs in groups.items():
         row = {"setting": label(group), "runs": len(runs)}
-        for metric in COLUMNS:
+        for metric in columns:
             values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
             row[metric] = mean_std(values) if values else None
         rows.append(row)
     return rows
 
 
-def markdown_table(rows: list[dict], title: str) -> str:
-    head = ["setting", "runs", *COLUMNS.values()]
+def markdown_table(rows: list[dict], title: str, columns: dict[str, str] = COLUMNS) -> str:
+    head = ["setting", "runs", *columns.values()]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["setting"], str(row["runs"])]
-        for metric in COLUMNS:
+        for metric in columns:
             v = row[metric]
             cells.append("—" if v is None else f"{v[0]:.4g} ± {v[1]:.2g}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -146,7 +154,30 @@ def report_sweep(client, parent: Run, out: Path) -> Path:
     plot_hypervolume(client, groups, folder / "hypervolume.png", title)
     plot_fronts(client, groups, folder / "fronts.png", title)
     plot_loss_by_evaluations(client, groups, folder / "loss_by_evaluations.png", title)
+    if any("downstream/test_accuracy_mean" in r.data.metrics for r in runs):
+        (folder / "downstream.md").write_text(
+            markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
+                           "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
+    if "optimizer" in keys:
+        plot_connections(client, groups, folder / "connections.png", title)
     return table
+
+
+def plot_connections(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    """First-layer connections of each method's knee model (its first run), if the inputs are images."""
+    layers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, runs in groups.items():
+            try:
+                local = client.download_artifacts(runs[0].info.run_id, "knee_model.pt", f"{tmp}/{len(layers)}")
+            except Exception:  # a run killed before it wrote its model
+                continue
+            weight = first_layer(torch.load(local, map_location="cpu", weights_only=False)["state_dict"])
+            if image_side(weight.shape[1]) is None:
+                return
+            layers[label(group)] = weight
+    if layers:
+        connection_plot(path, layers, title=f"{title}: first-layer connections of each knee model")
 
 
 def latest(client, experiment_ids: list[str], preset: str, role: str) -> Run | None:

@@ -22,6 +22,7 @@ from ggevo.lit.gradient import GradientModule
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.progress import GenerationProgress
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
+from ggevo.pipeline.downstream import FineTune, record_downstream
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.tracking import flatten_config, make_logger
 from ggevo.pipeline.validate import ConfigError, validate
@@ -227,6 +228,12 @@ def record_results(module: EvolutionModule | GradientModule, data, logger, out: 
         metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
         files["front_finetuned.csv"] = out / "front_finetuned.csv"
         write_front_csv(files["front_finetuned.csv"], tuned)
+    if cfg.get("downstream") and cfg.downstream.seeds > 0:
+        d = cfg.downstream
+        recipe = FineTune(epochs=d.epochs, lr=d.lr, momentum=d.momentum, batch_size=cfg.data.batch_size)
+        metrics.update(record_downstream(module.evaluator.flat.module, X.cpu(), table, data, d.select,
+                                         list(range(d.seeds)), recipe, out))
+        files["downstream.json"] = out / "downstream.json"
     logger.log_metrics(metrics, step=step)
     files["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
     OmegaConf.save(cfg, files["config.yaml"], resolve=True)

@@ -59,5 +59,15 @@ def validate(cfg: DictConfig) -> None:
     _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
     _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
              f"the number of generations must be a positive integer, got {t.max_steps!r}")
+    if cfg.get("downstream"):
+        ds = cfg.downstream
+        _require(_is_int(ds.seeds) and ds.seeds >= 0, "downstream.seeds",
+                 f"must be a non-negative number of fine-tuning seeds, got {ds.seeds!r}")
+        _require(ds.select in ("knee", "best") or str(ds.select).startswith("density<="), "downstream.select",
+                 f"must be knee, best or density<=B, got {ds.select!r}")
+        _require(_is_int(ds.epochs) and ds.epochs > 0 and ds.lr > 0, "downstream.epochs",
+                 f"need a positive number of epochs and learning rate, got {ds.epochs!r} and {ds.lr!r}")
+        _require(ds.seeds == 0 or m.get("task", "reconstruction") == "reconstruction", "downstream.seeds",
+                 "downstream accuracy is for autoencoders (model.task=reconstruction); a classifier reports its own")
     _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
              f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
