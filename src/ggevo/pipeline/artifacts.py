@@ -111,13 +111,13 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
     return {prefix + k: v for k, v in metrics.items()}
 
 
-def choose_member(table: dict[str, list[float]], rule: str) -> int:
+def choose_member(table: dict[str, list[float]] | dict[str, torch.Tensor], rule: str) -> int:
     """Row of a front table picked by ``rule``: ``knee`` (the run's knee), ``best`` (lowest train loss)
     or ``density<=B`` (lowest train loss among members of density at most ``B``)."""
-    loss = torch.tensor(table["train_loss"], dtype=torch.float64)
-    density = torch.tensor(table["density"], dtype=torch.float64)
+    loss = torch.as_tensor(table["train_loss"], dtype=torch.float64)
+    density = torch.as_tensor(table["density"], dtype=torch.float64)
     if rule == "knee":
-        return int(torch.tensor(table["knee"]).argmax())
+        return int(torch.as_tensor(table["knee"]).argmax())
     if rule == "best":
         return int(loss.argmin())
     if rule.startswith("density<="):
