@@ -1,11 +1,13 @@
 """``ggevo-report``: ablation tables and figures from what MLflow recorded (DVC ``report``).
 
 For a sweep's parent run it groups the child runs by the swept settings (seeds pooled) and
-writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss,
-density at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean over
-seeds) and ``fronts.png`` (the final fronts overlaid). By default it reports the latest sweep
-of each ablation preset and of the method comparison (``compare_ae``), and the latest single
-run of the DVC preset; every sweep also gets ``loss_by_evaluations.png``.
+writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss, train
+loss at density ≤ 0.2 and ≤ 0.1, density at the knee and wall time), ``hypervolume.png``
+(hypervolume by generation, mean over seeds), ``fronts.png`` (the final fronts overlaid) and
+``loss_by_evaluations.png``; where runs measured downstream accuracy, ``downstream.md``; where
+the sweep compares optimizers on image inputs, ``connections.png`` (each method's first-layer
+connections). By default it reports the latest sweep of each ablation preset and of the method
+comparisons (``compare_ae``, ``compare_ae_small``), and the latest single run of the DVC preset.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ DOWNSTREAM = {
     "downstream/density": "density of the encoder",
     "downstream/test_accuracy_mean": "test accuracy",
 }
-ABLATIONS = ("ablation_popsize", "ablation_sparsity", "compare_ae")
+ABLATIONS = ("ablation_popsize", "ablation_sparsity", "compare_ae", "compare_ae_small")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

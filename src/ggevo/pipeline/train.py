@@ -152,6 +152,9 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     logger = make_logger(cfg, run_id=run_id)
     if run_id is None:
         logger.log_hyperparams(flatten_config(cfg))
+        if callable(getattr(data, "summary", None)):  # the splits and normalisation, fixed by the seeds
+            for key, value in data.summary().items():
+                logger.experiment.set_tag(logger.run_id, f"data.{key}", value)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
                                   save_top_k=0, save_last=True, enable_version_counter=False)
     last = out / "checkpoints" / "last.ckpt"
