@@ -8,12 +8,12 @@ from collections.abc import Callable
 import hydra
 from omegaconf import DictConfig
 
-from ggevo.data.sources import DataUnavailableError
+from ggevo.data.sources import DataConfigError, DataUnavailableError
 from ggevo.pipeline.paths import config_dir
 from ggevo.pipeline.validate import ConfigError
 
 # FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
-USER_ERRORS = (ConfigError, DataUnavailableError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = (ConfigError, DataConfigError, DataUnavailableError, FileNotFoundError, FloatingPointError)
 
 
 def fail(err: BaseException) -> None:

@@ -12,7 +12,7 @@ from ggevo.pipeline.evaluate import evaluate_downstream, evaluate_run, load_run
 from ggevo.pipeline.train import train
 from ggevo.pipeline.validate import ConfigError
 
-QUICK = FineTune(epochs=2, lr=0.1, momentum=0.9, batch_size=64)
+QUICK = FineTune(epochs=10, lr=0.1, momentum=0.9, batch_size=32)
 
 
 @pytest.fixture

@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ggevo.data.sources import DATASETS, DataUnavailableError, load_arrays
+from ggevo.data.sources import DATASETS, DataConfigError, DataUnavailableError, load_arrays
 from ggevo.data.stream import MinibatchStream
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Disjoint train/val/test index arrays covering ``range(n)``, from a permutation fixed by ``seed``."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"data.val_fraction/test_fraction: need two fractions summing below 1, "
+        raise DataConfigError(f"data.val_fraction/test_fraction: need two fractions summing below 1, "
                          f"got {val_fraction} and {test_fraction}")
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
     return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
 
 
+NORMALIZATIONS = ("none", "standard")
+
+
+def standardizer(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``(mean, std)`` (d,) of the training features; a constant feature gets std 1."""
+    mean = train_x.mean(axis=0, dtype=np.float64)
+    std = train_x.std(axis=0, dtype=np.float64)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def short_sha1(*arrays: np.ndarray) -> str:
+    """The first 12 hex digits of the SHA-1 of the arrays' bytes (dtype and shape included)."""
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
 class ArrayDataModule(pl.LightningDataModule):
-    """Named data set → tensors → splits; the training loader is a ``MinibatchStream``."""
+    """Named data set → tensors → splits; the training loader is a ``MinibatchStream``.
+
+    ``normalize="standard"`` standardises each feature by the training split's mean and std
+    (applied to every split); ``features``/``classes``, when given, are checked against the data.
+    """
 
     def __init__(
         self,
@@ -37,10 +62,13 @@ class ArrayDataModule(pl.LightningDataModule):
         data_dir: str = "data",
         limit: int | None = None,
         prepared: str | None = None,
+        normalize: str = "none",
+        features: int | None = None,
+        classes: int | None = None,
     ):
         super().__init__()
         if name not in DATASETS:
-            raise ValueError(f"data.name: unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+            raise DataConfigError(f"data.name: unknown data set {name!r}; choose one of {sorted(DATASETS)}")
         self.name = name
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -49,6 +77,12 @@ class ArrayDataModule(pl.LightningDataModule):
         self.data_dir = Path(data_dir)
         self.limit = limit
         self.prepared = prepared
+        if normalize not in NORMALIZATIONS:
+            raise DataConfigError(f"data.normalize: must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.normalize = normalize
+        self.features, self.classes = features, classes
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
         split_indices(10, val_fraction, test_fraction, split_seed)  # fail early on bad fractions
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stream: MinibatchStream | None = None
@@ -56,8 +90,14 @@ class ArrayDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        for split, (x, y) in self.split_arrays().items():
-            self.splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
+        arrays = self.split_arrays()
+        self._check(arrays)
+        if self.normalize == "standard":
+            self.mean, self.std = standardizer(arrays["train"][0])
+        for split, (x, y) in arrays.items():
+            if self.normalize == "standard":
+                x = ((x - self.mean) / self.std).astype(np.float32)
+            self.splits[split] = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
         self.stream = MinibatchStream(*self.splits["train"], self.batch_size, self.seed)
 
     def split_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -71,10 +111,36 @@ class ArrayDataModule(pl.LightningDataModule):
                     raise DataUnavailableError(f"data.prepared: {path} holds {npz['name']}, not {self.name}")
                 return {s: (npz[f"{s}_x"], npz[f"{s}_y"]) for s in ("train", "val", "test")}
         x, y = load_arrays(self.name, self.data_dir)
-        if self.limit is not None:
-            x, y = x[: self.limit], y[: self.limit]
+        if self.limit is not None:  # a random subset: sources may be sorted by label (mnist5k is)
+            keep = np.sort(np.random.default_rng(self.split_seed).permutation(len(x))[: self.limit])
+            x, y = x[keep], y[keep]
         return {s: (x[idx], y[idx])
                 for s, idx in split_indices(len(x), self.val_fraction, self.test_fraction, self.split_seed).items()}
+
+    def _check(self, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """``features``/``classes`` against the loaded arrays (labels may miss classes when ``limit`` cuts the set)."""
+        d = arrays["train"][0].shape[1]
+        if self.features is not None and d != self.features:
+            raise DataConfigError(f"data.features: {self.name} has {d} features per example, "
+                             f"the config says {self.features}")
+        if self.classes is not None:
+            seen = max(int(y.max()) + 1 for _, y in arrays.values() if len(y))
+            if seen > self.classes or (self.limit is None and seen != self.classes):
+                raise DataConfigError(f"data.classes: {self.name} has labels 0..{seen - 1}, "
+                                 f"the config says {self.classes} classes")
+
+    def summary(self) -> dict[str, str]:
+        """What fixes the data a run sees (sizes, normalisation, content hashes), as strings for MLflow tags."""
+        self.setup()
+        out = {"name": self.name, "source": f"prepared {Path(self.prepared).name}" if self.prepared else "loader",
+               "splits": ",".join(f"{s}={len(self.splits[s][1])}" for s in ("train", "val", "test")),
+               "normalize": self.normalize, "features": str(self.input_dim)}
+        if self.prepared is None:
+            n = sum(len(y) for _, y in self.splits.values())
+            idx = split_indices(n, self.val_fraction, self.test_fraction, self.split_seed)
+            out["split_sha1"] = short_sha1(*(idx[s] for s in ("train", "val", "test")))
+        out["data_sha1"] = short_sha1(*(a.numpy() for s in ("train", "val", "test") for a in self.splits[s]))
+        return out
 
     def save_prepared(self, path: Path) -> None:
         """Write the splits as one ``.npz`` (``<split>_x``, ``<split>_y``, ``name``)."""

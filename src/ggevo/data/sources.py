@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+
+class DataConfigError(ValueError):
+    """A ``data.*`` setting that cannot work; the message starts with the key."""
 
 
 class DataUnavailableError(RuntimeError):
@@ -20,6 +25,34 @@ def load_mnist5k(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
     images, labels = mnist_data()
     return (images / 255.0).astype(np.float32), labels.astype(np.int64)
+
+
+def _sklearn_set(loader: Callable, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A scikit-learn bundled set (offline): features as float32 (divided by ``scale`` if given), labels."""
+    data = loader()
+    x = data.data.astype(np.float64) / (scale or 1.0)
+    return x.astype(np.float32), data.target.astype(np.int64)
+
+
+def load_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits: 1,797 images (1797×64) in [0, 1], 10 classes."""
+    from sklearn.datasets import load_digits as loader
+
+    return _sklearn_set(loader, scale=16.0)
+
+
+def load_breast_cancer(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's Wisconsin breast cancer set: 569×30 raw features, 2 classes."""
+    from sklearn.datasets import load_breast_cancer as loader
+
+    return _sklearn_set(loader)
+
+
+def load_wine(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's wine set: 178×13 raw features, 3 classes."""
+    from sklearn.datasets import load_wine as loader
+
+    return _sklearn_set(loader)
 
 
 MNIST_FILES = {
@@ -47,31 +80,31 @@ def _find_idx(raw: Path, stem: str) -> Path | None:
     return None
 
 
-def _download_mnist(root: Path) -> str | None:
-    """Fetch MNIST with torchvision's downloader; the reason it could not, or None."""
+def _download(dataset: str, root: Path) -> str | None:
+    """Fetch torchvision's ``dataset`` (both splits) into ``root``; the reason it could not, or None."""
     try:
-        from torchvision.datasets import MNIST
+        import torchvision.datasets as tvd
     except ImportError:
         return "torchvision is not installed (pip install 'ggevo[vision]')"
     try:
         for train in (True, False):
-            MNIST(str(root), train=train, download=True)
+            getattr(tvd, dataset)(str(root), train=train, download=True)
     except Exception as err:  # URLError, RuntimeError, ... depending on what failed
         return f"download failed: {type(err).__name__}"
     return None
 
 
-def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Full MNIST (70,000 images, train then test) from ``data_dir/MNIST/raw``, downloaded there if absent."""
-    raw = Path(data_dir).resolve() / "MNIST" / "raw"
+def _load_idx_set(data_dir: Path, folder: str, name: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """An MNIST-format set (train then test) from ``data_dir/folder/raw``, downloaded there if absent."""
+    raw = Path(data_dir).resolve() / folder / "raw"
     paths = {k: _find_idx(raw, stem) for k, stem in MNIST_FILES.items()}
     if None in paths.values():
-        reason = _download_mnist(raw.parent.parent)
+        reason = _download(folder, raw.parent.parent)
         paths = {k: _find_idx(raw, stem) for k, stem in MNIST_FILES.items()}
         if None in paths.values():
             raise DataUnavailableError(
-                f"data.name=mnist: MNIST is not in {raw} and {reason or 'the download left no files'}; "
-                f"put {', '.join(s + '.gz' for s in MNIST_FILES.values())} there, or use data=mnist5k"
+                f"data.name={name}: {folder} is not in {raw} and {reason or 'the download left no files'}; "
+                f"put {', '.join(s + '.gz' for s in MNIST_FILES.values())} there{hint}"
             )
     arr = {k: read_idx(p) for k, p in paths.items()}
     images = np.concatenate([arr["train_images"], arr["test_images"]]).reshape(-1, 784).astype(np.float32) / 255.0
@@ -79,14 +112,55 @@ def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def load_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Full MNIST (70,000 images, train then test) from ``data_dir/MNIST/raw``, downloaded there if absent."""
+    return _load_idx_set(data_dir, "MNIST", "mnist", ", or use data=mnist5k")
+
+
+def load_fashion_mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (70,000 28×28 images, train then test) from ``data_dir/FashionMNIST/raw``."""
+    return _load_idx_set(data_dir, "FashionMNIST", "fashion_mnist",
+                         " (from github.com/zalandoresearch/fashion-mnist)")
+
+
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def load_cifar10(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 (60,000 images, train then test) from ``data_dir/cifar-10-batches-py``, downloaded there if absent.
+
+    Each row is one image channel-first (3×32×32 = 3072: red, green, blue planes) in [0, 1].
+    """
+    folder = Path(data_dir).resolve() / "cifar-10-batches-py"
+    if not all((folder / f).is_file() for f in CIFAR10_FILES):
+        reason = _download("CIFAR10", folder.parent)
+        if not all((folder / f).is_file() for f in CIFAR10_FILES):
+            raise DataUnavailableError(
+                f"data.name=cifar10: CIFAR-10 is not in {folder} and {reason or 'the download left no files'}; "
+                f"extract cifar-10-python.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into {folder.parent}"
+            )
+    images, labels = [], []
+    for name in CIFAR10_FILES:
+        with open(folder / name, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")  # the data set's own format: pickled dicts of arrays
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3072))
+        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    return np.concatenate(images).astype(np.float32) / 255.0, np.concatenate(labels)
+
+
 DATASETS: dict[str, Callable[[Path], tuple[np.ndarray, np.ndarray]]] = {
     "mnist5k": load_mnist5k,
     "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "digits": load_digits,
+    "breast_cancer": load_breast_cancer,
+    "wine": load_wine,
 }
 
 
 def load_arrays(name: str, data_dir: Path | str = "data") -> tuple[np.ndarray, np.ndarray]:
     """``(features (n×d) float32, labels (n,) int64)`` of the data set ``name``."""
     if name not in DATASETS:
-        raise ValueError(f"data.name: unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+        raise DataConfigError(f"data.name: unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name](Path(data_dir))

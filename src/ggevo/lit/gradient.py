@@ -50,7 +50,7 @@ class GradientModule(pl.LightningModule):
             raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
         self.model = model
         self.task = task
-        self.loss_fn = loss_for(task)
+        self.loss_fn = loss_for(task, model)
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.starts = stage_bounds(budget, len(schedule))

@@ -36,7 +36,7 @@ class EvolutionModule(pl.LightningModule):
         self.automatic_optimization = False
         self.model = model
         self.task = task
-        self.loss_fn = loss_for(task)
+        self.loss_fn = loss_for(task, model)
         self.flat = FlatParams(model)
         self.evaluator = PopulationEvaluator(self.flat, self.loss_fn, evaluation, chunk_size)
         self.scorers = {"loss": self.evaluator} | {k: self.evaluator.scoring(fn) for k, fn in extra_scores(task).items()}

@@ -25,7 +25,7 @@ from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, wr
 from ggevo.pipeline.downstream import FineTune, record_downstream
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.tracking import flatten_config, make_logger
-from ggevo.pipeline.validate import ConfigError, validate
+from ggevo.pipeline.validate import ConfigError, evolves_population, validate
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -55,19 +55,19 @@ def apply_budget(cfg: DictConfig) -> None:
     if cfg.get("budget") is None:
         return
     if is_evolutionary(cfg):
-        steps = generations_for(int(cfg.budget), cfg.optimizer.pop_size, cfg.optimizer.reevaluate_parents)
+        steps = generations_for(int(cfg.budget), cfg.optimizer.pop_size, cfg.optimizer.get("reevaluate_parents", False))
     else:
         steps = int(cfg.budget)
     cfg.trainer.max_steps = steps
 
 
 def is_evolutionary(cfg: DictConfig) -> bool:
-    return str(cfg.optimizer._target_).rsplit(".", 1)[-1] == "GEMONN"
+    return evolves_population(cfg.optimizer)
 
 
-def gradient_optimizer_config(cfg: DictConfig) -> dict:
-    """``cfg.optimizer`` without the keys its torch optimizer does not take (an experiment preset
-    written for GEMONN may set ``pop_size``, say); says which it dropped."""
+def optimizer_config(cfg: DictConfig) -> dict:
+    """``cfg.optimizer`` without the keys its optimizer does not take (a preset written for GEMONN
+    may set ``pop_size`` or ``compile``, which Adam or pymoo's NSGA-II lack); says which it dropped."""
     opt_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
     accepted = set(inspect.signature(get_class(opt_cfg["_target_"])).parameters) | {"prune_schedule"}
     dropped = sorted(k for k in opt_cfg if not k.startswith("_") and k not in accepted)
@@ -86,10 +86,10 @@ def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.Lightni
     task = model_cfg.pop("task", "reconstruction")
     model = instantiate(model_cfg)
     if is_evolutionary(cfg):
-        module = EvolutionModule(model, instantiate(cfg.optimizer), task=task,
+        module = EvolutionModule(model, instantiate(optimizer_config(cfg)), task=task,
                                  evaluation=cfg.evaluation.strategy, chunk_size=cfg.evaluation.chunk_size)
     else:
-        opt_cfg = gradient_optimizer_config(cfg)
+        opt_cfg = optimizer_config(cfg)
         schedule = opt_cfg.pop("prune_schedule", None) or [1.0]
         module = GradientModule(model, instantiate(opt_cfg), task=task, schedule=schedule,
                                 budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from ggevo.data.sources import DATASETS
-from ggevo.ea.gemonn import CROSSOVERS, MUTATIONS
+from ggevo.ea.gemonn import CROSSOVERS, GEMONN, MUTATIONS
+from ggevo.ea.pymoo_nsga2 import PymooNSGA2
 from ggevo.lit.tasks import TASKS
 
 
@@ -29,16 +31,29 @@ def _validate_gradient(o: DictConfig) -> None:
              "optimizer.prune_schedule", f"densities must start at 1.0 and fall, got {list(schedule)}")
 
 
-def _validate_gemonn(o: DictConfig) -> None:
+def evolves_population(o: DictConfig) -> bool:
+    """Whether ``o._target_`` is a population optimizer (GEMONN, pymoo's NSGA-II, or a subclass)
+    rather than a gradient optimizer such as ``torch.optim.Adam``."""
+    try:
+        cls = get_class(str(o._target_))
+    except Exception as err:
+        raise ConfigError(f"optimizer._target_: cannot import {o._target_!r} ({type(err).__name__})") from None
+    return isinstance(cls, type) and issubclass(cls, (GEMONN, PymooNSGA2))
+
+
+def _validate_population(o: DictConfig) -> None:
     _require(_is_int(o.pop_size) and o.pop_size > 0 and o.pop_size % 2 == 0, "optimizer.pop_size",
              f"must be an even positive integer, got {o.pop_size!r}")
     _require(o.eta >= 0, "optimizer.eta", f"the SBX distribution index must be non-negative, got {o.eta}")
+    _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
+             f"must be true or false, got {o.get('reevaluate_parents')!r}")
+
+
+def _validate_gemonn(o: DictConfig) -> None:
     _require(0 <= o.sparsity_preservation <= 1, "optimizer.sparsity_preservation",
              f"must be a probability in [0, 1], got {o.sparsity_preservation}")
     _require(o.crossover in CROSSOVERS, "optimizer.crossover", f"must be one of {CROSSOVERS}, got {o.crossover!r}")
     _require(o.mutation in MUTATIONS, "optimizer.mutation", f"must be one of {MUTATIONS}, got {o.mutation!r}")
-    _require(isinstance(o.reevaluate_parents, bool), "optimizer.reevaluate_parents",
-             f"must be true or false, got {o.reevaluate_parents!r}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -47,8 +62,10 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
              f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
     _require("_target_" in o, "optimizer", "needs a _target_")
-    if str(o._target_).rsplit(".", 1)[-1] == "GEMONN":
-        _validate_gemonn(o)
+    if evolves_population(o):
+        _validate_population(o)
+        if issubclass(get_class(str(o._target_)), GEMONN):
+            _validate_gemonn(o)
     else:
         _validate_gradient(o)
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")

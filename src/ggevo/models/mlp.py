@@ -1,0 +1,39 @@
+"""A deep fully-connected classifier: ``inputs → widths… → outputs`` logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def activation_layer(name: str) -> nn.Module:
+    """A fresh activation module by name (relu | sigmoid | tanh)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.activation: must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Linear layers of ``widths`` with ``activation`` between them, then a linear layer to ``outputs`` logits.
+
+    Input (n×inputs), flattened first; output (n×outputs).
+    """
+
+    def __init__(self, inputs: int, widths: Sequence[int], outputs: int, activation: str = "relu"):
+        super().__init__()
+        sizes = [int(inputs), *(int(w) for w in widths), int(outputs)]
+        if min(sizes) <= 0:
+            raise ValueError(f"model.inputs/widths/outputs must be positive, got {sizes}")
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+            layers += [nn.Linear(fan_in, fan_out), activation_layer(activation)]
+        layers.append(nn.Linear(sizes[-2], sizes[-1]))
+        self.layers = nn.Sequential(*layers)
+        self.inputs, self.outputs = sizes[0], sizes[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
