@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ggevo.ea.compiling import compile_available, maybe_compiled, row_density
-from ggevo.ea.flat import ParamLayout
-from ggevo.ea.front import first_front, hypervolume, knee
-from ggevo.ea.init import INIT_SCHEMES, box_bounds, initial_population
+from ggevo.ea.init import INIT_SCHEMES, initial_population
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.zero_mutation import zero_mutation_
+from ggevo.ea.population import PopulationOptimizer
 from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -32,7 +31,7 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ValueError(f"optimizer.{key}: {message}")
 
 
-class GEMONN(torch.optim.Optimizer):
+class GEMONN(PopulationOptimizer):
     """Gradient-guided multi-objective evolution of the parameters ``params`` (NSGA-II frame).
 
     ``step(closure)`` runs one generation. As with any torch optimizer, ``closure`` takes no
@@ -84,45 +83,17 @@ class GEMONN(torch.optim.Optimizer):
             hv_ref=tuple(float(v) for v in hv_ref), seed=int(seed),
         )
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError("GEMONN evolves one parameter group")
-        self.params = self.param_groups[0]["params"]
-        self.layout = ParamLayout([p.shape for p in self.params])
         self.generator = torch.Generator().manual_seed(int(seed))
         self._compile = compile
-        self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._consistent = True
 
     # ----------------------------------------------------------------- state
-    @property
-    def hp(self) -> dict:
-        return self.param_groups[0]
-
-    @property
-    def run_state(self) -> dict:
-        """The population state: ``X, F, G, generation, evaluations, nonfinite, rng`` (rank and
-        crowding are recomputed from ``F`` where needed)."""
-        return self.state[self.params[0]]
-
-    @property
-    def initialized(self) -> bool:
-        return "X" in self.run_state
-
+    # run_state: X, F, G, generation, evaluations, nonfinite, rng (rank and crowding are
+    # recomputed from F where needed)
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         if self.initialized:
             rng = self.run_state["rng"]
             self.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
-
-    def _device(self) -> torch.device:
-        return self.params[0].device
-
-    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._bounds is None or self._bounds[0].device != self._device():
-            lo, hi = box_bounds(self.layout, weight_bound=self.hp["weight_bound"], bias_bound=self.hp["bias_bound"],
-                                dtype=self.params[0].dtype)
-            self._bounds = (lo.to(self._device()), hi.to(self._device()))
-        return self._bounds
 
     def _compiled(self) -> bool:
         if self._compile == "auto":
@@ -183,11 +154,6 @@ class GEMONN(torch.optim.Optimizer):
         return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
                                     rate=hp["mutation_rate"], generator=self.generator)
 
-    @property
-    def consistent(self) -> bool:
-        """False only while a generation is being written into the state (a checkpoint then would be torn)."""
-        return self._consistent
-
     @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]
         """One generation on the minibatch that ``closure`` scores; returns a status dict.
@@ -232,40 +198,3 @@ class GEMONN(torch.optim.Optimizer):
         status = self.status()
         self._load_knee()
         return status
-
-    # --------------------------------------------------------------- results
-    def front_indices(self) -> torch.Tensor:
-        """Population rows of the non-dominated members, by rising density."""
-        return first_front(self.run_state["F"]).to(self.run_state["F"].device)
-
-    def front(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The non-dominated members: ``(X_front (k×D), F_front (k×2))`` by rising density."""
-        idx = self.front_indices()
-        return self.run_state["X"][idx], self.run_state["F"][idx]
-
-    def knee_index(self) -> int | None:
-        """Population row of the front's knee (None while the front is empty)."""
-        idx = self.front_indices()
-        return int(idx[knee(self.run_state["F"][idx])]) if len(idx) else None
-
-    def status(self) -> dict:
-        st = self.run_state
-        Ff = st["F"][self.front_indices()]
-        k = knee(Ff) if len(Ff) else None
-        return {
-            "generation": st["generation"],
-            "evaluations": st["evaluations"],
-            "nonfinite": st["nonfinite"],
-            "loss/min": float(st["F"][:, 1].min()),
-            "loss/knee": float(Ff[k, 1]) if k is not None else float("nan"),
-            "density/knee": float(Ff[k, 0]) if k is not None else float("nan"),
-            "front/size": int(len(Ff)),
-            "hypervolume": hypervolume(Ff, self.hp["hv_ref"]),
-        }
-
-    def _load_knee(self) -> None:
-        """Write the knee solution into the parameters, so the wrapped module is a usable model."""
-        k = self.knee_index()
-        if k is not None:
-            for p, v in zip(self.params, self.layout.split(self.run_state["X"][k])):
-                p.copy_(v)

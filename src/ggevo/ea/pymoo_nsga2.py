@@ -21,9 +21,8 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.problems.static import StaticProblem
 
 from ggevo.ea.compiling import row_density
-from ggevo.ea.flat import ParamLayout
-from ggevo.ea.gemonn import GEMONN
-from ggevo.ea.init import INIT_SCHEMES, box_bounds, initial_population
+from ggevo.ea.init import INIT_SCHEMES, initial_population
+from ggevo.ea.population import PopulationOptimizer
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
@@ -35,7 +34,7 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ValueError(f"optimizer.{key}: {message}")
 
 
-class PymooNSGA2(torch.optim.Optimizer):
+class PymooNSGA2(PopulationOptimizer):
     """pymoo's NSGA-II on the flat parameters: one ``step(closure)`` is one generation.
 
     ``closure()`` returns ``evaluate``; ``evaluate(X)`` gives losses (n,) and gradients (n×D). The
@@ -96,32 +95,9 @@ class PymooNSGA2(torch.optim.Optimizer):
             hv_ref=tuple(float(v) for v in hv_ref), seed=int(seed),
         )
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError("PymooNSGA2 evolves one parameter group")
-        self.params = self.param_groups[0]["params"]
-        self.layout = ParamLayout([p.shape for p in self.params])
-        self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._consistent = True
 
     # ----------------------------------------------------------------- state
-    @property
-    def hp(self) -> dict:
-        return self.param_groups[0]
-
-    @property
-    def run_state(self) -> dict:
-        """``X, F, generation, evaluations, nonfinite, algorithm`` (the pymoo ``NSGA2``)."""
-        return self.state[self.params[0]]
-
-    @property
-    def initialized(self) -> bool:
-        return "X" in self.run_state
-
-    @property
-    def consistent(self) -> bool:
-        """False only while a generation is being written into the state (a checkpoint then would be torn)."""
-        return self._consistent
-
+    # run_state: X, F, generation, evaluations, nonfinite, algorithm (the pymoo NSGA2)
     def state_dict(self) -> dict:
         sd = super().state_dict()
         for key, st in sd["state"].items():
@@ -136,14 +112,6 @@ class PymooNSGA2(torch.optim.Optimizer):
         super().load_state_dict({**state_dict, "state": state})
         if blobs:
             self.run_state["algorithm"] = pickle.loads(blobs[0])
-
-    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.params[0].device
-        if self._bounds is None or self._bounds[0].device != device:
-            lo, hi = box_bounds(self.layout, weight_bound=self.hp["weight_bound"], bias_bound=self.hp["bias_bound"],
-                                dtype=self.params[0].dtype)
-            self._bounds = (lo.to(device), hi.to(device))
-        return self._bounds
 
     # ------------------------------------------------------------ generation
     def _new_algorithm(self) -> NSGA2:
@@ -217,12 +185,3 @@ class PymooNSGA2(torch.optim.Optimizer):
         status = self.status()
         self._load_knee()
         return status
-
-    # --------------------------------------------------------------- results
-    # GEMONN's own reporting, read from the same X and F: the two runs' fronts, knees and status
-    # dicts are computed by one piece of code
-    front_indices = GEMONN.front_indices
-    front = GEMONN.front
-    knee_index = GEMONN.knee_index
-    status = GEMONN.status
-    _load_knee = GEMONN._load_knee

@@ -12,7 +12,7 @@ from torch import nn
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
 from ggevo.ea.front import knee
-from ggevo.ea.gemonn import GEMONN
+from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.tasks import extra_scores, loss_for
 
 
@@ -27,7 +27,7 @@ class EvolutionModule(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        optimizer: Callable[..., GEMONN],
+        optimizer: Callable[..., PopulationOptimizer],
         task: str = "reconstruction",
         evaluation: str = "auto",
         chunk_size: int | None = None,
@@ -49,11 +49,11 @@ class EvolutionModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def configure_optimizers(self) -> GEMONN:
+    def configure_optimizers(self) -> PopulationOptimizer:
         return self.optimizer_factory(self.model.parameters())
 
     @property
-    def gemonn(self) -> GEMONN:
+    def gemonn(self) -> PopulationOptimizer:
         return self.optimizers().optimizer
 
     @property

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from ggevo.data.sources import DATASETS
 from ggevo.ea.gemonn import CROSSOVERS, GEMONN, MUTATIONS
-from ggevo.ea.pymoo_nsga2 import PymooNSGA2
+from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.tasks import TASKS
 
 
@@ -32,13 +32,13 @@ def _validate_gradient(o: DictConfig) -> None:
 
 
 def evolves_population(o: DictConfig) -> bool:
-    """Whether ``o._target_`` is a population optimizer (GEMONN, pymoo's NSGA-II, or a subclass)
-    rather than a gradient optimizer such as ``torch.optim.Adam``."""
+    """Whether ``o._target_`` is a population optimizer (GEMONN, pymoo's NSGA-II, any
+    ``PopulationOptimizer``) rather than a gradient optimizer such as ``torch.optim.Adam``."""
     try:
         cls = get_class(str(o._target_))
     except Exception as err:
         raise ConfigError(f"optimizer._target_: cannot import {o._target_!r} ({type(err).__name__})") from None
-    return isinstance(cls, type) and issubclass(cls, (GEMONN, PymooNSGA2))
+    return isinstance(cls, type) and issubclass(cls, PopulationOptimizer)
 
 
 def _validate_population(o: DictConfig) -> None:
