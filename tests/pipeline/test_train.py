@@ -113,6 +113,17 @@ def test_cli_reports_bad_values_in_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even positive integer, got 7"
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model._target_=no_such_package.Net", "model._target_: cannot import 'no_such_package.Net'"),
+    ("+model.nonsense=3", "model (ggevo.models.TiedAutoencoder): "),
+])
+def test_a_model_that_cannot_be_built_is_a_config_error(compose_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        train(compose_cfg(override))
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
 def test_sparse_finetuning_is_logged_as_a_second_front(compose_cfg, tmp_path):
     cfg = compose_cfg("finetune.steps=10", "finetune.lr=0.01")
     train(cfg)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -76,6 +77,17 @@ def optimizer_config(cfg: DictConfig) -> dict:
     return {k: v for k, v in opt_cfg.items() if k not in dropped}
 
 
+def _instantiate_model(model_cfg: dict) -> torch.nn.Module:
+    """``model._target_`` built from its arguments; a wrong target or argument fails as one ConfigError line."""
+    target = model_cfg.get("_target_")
+    try:
+        return instantiate(model_cfg)
+    except InstantiationException as err:
+        if err.__cause__ is None or str(err).startswith("Error locating target"):
+            raise ConfigError(f"model._target_: cannot import {target!r}") from err
+        raise ConfigError(f"model ({target}): {err.__cause__}") from err
+
+
 def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.LightningDataModule]:
     """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
     prepared = cfg.data.get("prepared")
@@ -84,7 +96,7 @@ def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.Lightni
     data.setup()
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
-    model = instantiate(model_cfg)
+    model = _instantiate_model(model_cfg)
     if is_evolutionary(cfg):
         module = EvolutionModule(model, instantiate(optimizer_config(cfg)), task=task,
                                  evaluation=cfg.evaluation.strategy, chunk_size=cfg.evaluation.chunk_size)
