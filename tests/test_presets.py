@@ -1,0 +1,52 @@
+"""Every experiment preset composes, passes validation and builds a model that takes its data's shape.
+
+The full presets (paper_mlp, paper_lstm, paper_cnn, compare_ae, …) need downloads to run; this is
+what can be checked of them offline: the config, the model, and each point of a sweep's grid.
+"""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ggevo.pipeline.train import _instantiate_model
+from ggevo.pipeline.validate import validate
+from tests.conftest import ROOT
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def _sweep_points(cfg):
+    """The overrides of each job of a preset's sweep grid (one empty point when it is not a sweep)."""
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    points = [[]]
+    for key, values in params.items():
+        points = [p + [f"{key}={v}"] for p in points for v in str(values).split(",")]
+    return points
+
+
+def test_the_presets_include_every_family():
+    assert {"paper_ae", "paper_mlp", "paper_lstm", "paper_cnn",
+            "mlp_digits", "lstm_mnist5k", "cnn_mnist5k"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_validates_and_builds_its_model(preset):
+    cfg = _compose(f"experiment={preset}")
+    for point in _sweep_points(cfg):
+        validate(_compose(f"experiment={preset}", *point))
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    task = model_cfg.pop("task", "reconstruction")
+    model = _instantiate_model(model_cfg)
+    x = torch.zeros(2, int(cfg.data.features))
+    out = model(x)
+    if task == "classification":
+        assert out.shape == (2, int(cfg.data.classes))
+    else:
+        assert out.shape[0] == 2 and out[0].numel() in (int(cfg.data.features), model_cfg.get("hidden", 0))
+    assert torch.isfinite(out).all()
