@@ -26,6 +26,11 @@ TINY = {
         "optimizer: {pop_size: 4, compile: false}\ntrainer: {max_steps: 2, val_check_interval: 2}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer.sparsity_preservation: 0.0,1.0\n"
     ),
+    "conf/experiment/stacked_mnist5k.yaml": (
+        "# @package _global_\ndefaults:\n  - override /model: stacked_ae\nexperiment_name: stacked_mnist5k\n"
+        "model: {widths: [784, 8, 4]}\noptimizer: {pop_size: 4, compile: false}\n"
+        "trainer: {max_steps: 2, val_check_interval: 2}\ndownstream: {seeds: 1, epochs: 1}\n"
+    ),
     "conf/experiment/compare_ae_small.yaml": (
         "# @package _global_\nexperiment_name: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
@@ -67,12 +72,13 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
     first = _dvc(repo, "repro")
     assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
-                           "compare", "report"}
+                           "stack", "compare", "report"}
     for path in ("reports/dvc_default/front.csv", "reports/dvc_default/metrics.json",
                  "reports/dvc_default/test_metrics.json", "reports/ablation_popsize/table.md",
                  "reports/ablation_sparsity/fronts.png", "reports/ablation_popsize/hypervolume.png",
                  "reports/compare_ae_small/fronts.png", "reports/compare_ae_small/loss_by_evaluations.png",
                  "reports/compare_ae_small/downstream.md", "reports/compare_ae_small/connections.png",
+                 "reports/stacked_mnist5k/stack.md", "reports/stacked_mnist5k/stack_fronts.png",
                  "data/mnist5k.npz", "mlflow.db"):
         assert (repo / path).is_file(), path
     table = (repo / "reports/ablation_popsize/table.md").read_text()
@@ -84,4 +90,4 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
     gemonn.write_text(gemonn.read_text().replace("eta: 20.0", "eta: 15.0"))
     third = _ran(_dvc(repo, "repro"))
     assert "prepare" not in third
-    assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity"} <= third
+    assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity", "stack"} <= third

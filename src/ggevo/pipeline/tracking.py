@@ -43,7 +43,7 @@ def git_commit() -> str:
 def run_tags(cfg: DictConfig) -> dict[str, str]:
     tags = {"git_commit": git_commit(), "dataset": str(cfg.data.name), "ggevo.role": "train", "pid": str(os.getpid()),
             "experiment_preset": str(cfg.get("experiment_name") or "default")}
-    parent = sweep_parent()
+    parent = cfg.logger.get("parent_run_id") or sweep_parent()
     if parent:
         tags["mlflow.parentRunId"] = parent
     tags.update({f"choice.{group}": str(choice) for group, choice in hydra_choices().items()})

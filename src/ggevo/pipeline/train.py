@@ -88,12 +88,18 @@ def _instantiate_model(model_cfg: dict) -> torch.nn.Module:
         raise ConfigError(f"model ({target}): {err.__cause__}") from err
 
 
-def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.LightningDataModule]:
-    """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
+def build_data(cfg: DictConfig) -> pl.LightningDataModule:
+    """The DataModule of ``cfg.data``, set up (loaded and split), its folders made absolute."""
     prepared = cfg.data.get("prepared")
     data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)),
                        prepared=str(rooted(prepared)) if prepared else None)
     data.setup()
+    return data
+
+
+def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.LightningDataModule]:
+    """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
+    data = build_data(cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
     model = _instantiate_model(model_cfg)

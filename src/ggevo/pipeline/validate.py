@@ -84,7 +84,11 @@ def validate(cfg: DictConfig) -> None:
                  f"must be knee, best or density<=B, got {ds.select!r}")
         _require(_is_int(ds.epochs) and ds.epochs > 0 and ds.lr > 0, "downstream.epochs",
                  f"need a positive number of epochs and learning rate, got {ds.epochs!r} and {ds.lr!r}")
-        _require(ds.seeds == 0 or m.get("task", "reconstruction") == "reconstruction", "downstream.seeds",
-                 "downstream accuracy is for autoencoders (model.task=reconstruction); a classifier reports its own")
+        _require(ds.seeds == 0 or m.get("task", "reconstruction") in ("reconstruction", "layer_reconstruction"),
+                 "downstream.seeds", "downstream accuracy is for autoencoders (model.task=reconstruction or "
+                 "layer_reconstruction); a classifier reports its own")
+    if cfg.get("stack"):
+        _require(cfg.stack.select in ("knee", "best") or str(cfg.stack.select).startswith("density<="),
+                 "stack.select", f"must be knee, best or density<=B, got {cfg.stack.select!r}")
     _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
              f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
