@@ -108,11 +108,10 @@ def _layer_config(cfg: DictConfig, layer: int, previous: list[str], folder: Path
     return layer_cfg
 
 
-def input_variance(cfg: DictConfig, layer: int, previous: list[str]) -> float:
+def input_variance(data: pl.LightningDataModule, widths: list[int], layer: int, previous: list[str]) -> float:
     """Mean per-unit variance of layer ``layer``'s input (the frozen code below it) over the training
     split: the MSE of predicting its mean, against which the layer's reconstruction MSE is read."""
-    data = build_data(cfg)
-    frozen = StackedAutoencoder(stack_widths(cfg), layer=layer, previous=previous or None)
+    frozen = StackedAutoencoder(widths, layer=layer, previous=previous or None)
     with torch.no_grad():
         h = torch.cat([frozen.layer_input(x) for x, _ in data.batches("train")])
     return float(h.var(dim=0, unbiased=False).mean())
@@ -129,13 +128,12 @@ def passed_up(folder: Path, select: str) -> tuple[Path, dict[str, float]]:
     return folder / "passed_up" / "model.pt", row
 
 
-def _finished_layer(cfg: DictConfig, layer: int, previous: list[str], out: Path) -> dict:
+def _finished_layer(select: str, variance: float, layer: int, out: Path) -> dict:
     """The record of a finished layer (paths relative to ``out``): what it passes up, its MSE against
-    the variance of its input, its downstream accuracy."""
+    the ``variance`` of its input, its downstream accuracy."""
     folder = out / f"layer_{layer}"
     metrics = json.loads((folder / "metrics.json").read_text())
-    variance = input_variance(cfg, layer, previous)
-    path, row = passed_up(folder, cfg.stack.select)
+    path, row = passed_up(folder, select)
     done = {"layer": layer, "run_dir": folder.name, "passed_up": str(path.relative_to(out)),
             "density": row["density"], "train_loss": row["train_loss"], "val_loss": row["val_loss"],
             "input_variance": variance,
@@ -165,6 +163,7 @@ def train_stack(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> 
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     progress = _load_progress(out, widths, str(cfg.stack.select))
+    data = build_data(cfg)  # for the variance of each layer's input; missing data fails before any run opens
     client, parent = _parent_run(cfg, progress, widths)
     save = lambda: (out / "stack.json").write_text(json.dumps(progress, indent=2) + "\n")  # noqa: E731
     save()
@@ -188,7 +187,7 @@ def train_stack(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> 
             client.set_terminated(parent, "KILLED")
             print(f"stack interrupted in layer {layer}; resume with: ggevo-stack <same overrides> run_dir={out}")
             return progress
-        done = _finished_layer(cfg, layer, previous, out)
+        done = _finished_layer(cfg.stack.select, input_variance(data, widths, layer, previous), layer, out)
         progress["layers"].append(done)
         progress["interrupted_layer"] = None
         previous.append(str(out / done["passed_up"]))

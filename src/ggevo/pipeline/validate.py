@@ -24,6 +24,12 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _require_selection(rule, key: str) -> None:
+    """``rule`` picks one front member: ``knee``, ``best`` or ``density<=B``."""
+    _require(rule in ("knee", "best") or str(rule).startswith("density<="), key,
+             f"must be knee, best or density<=B, got {rule!r}")
+
+
 def _validate_gradient(o: DictConfig) -> None:
     _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
     schedule = o.get("prune_schedule") or [1.0]
@@ -80,15 +86,13 @@ def validate(cfg: DictConfig) -> None:
         ds = cfg.downstream
         _require(_is_int(ds.seeds) and ds.seeds >= 0, "downstream.seeds",
                  f"must be a non-negative number of fine-tuning seeds, got {ds.seeds!r}")
-        _require(ds.select in ("knee", "best") or str(ds.select).startswith("density<="), "downstream.select",
-                 f"must be knee, best or density<=B, got {ds.select!r}")
+        _require_selection(ds.select, "downstream.select")
         _require(_is_int(ds.epochs) and ds.epochs > 0 and ds.lr > 0, "downstream.epochs",
                  f"need a positive number of epochs and learning rate, got {ds.epochs!r} and {ds.lr!r}")
         _require(ds.seeds == 0 or m.get("task", "reconstruction") in ("reconstruction", "layer_reconstruction"),
                  "downstream.seeds", "downstream accuracy is for autoencoders (model.task=reconstruction or "
                  "layer_reconstruction); a classifier reports its own")
     if cfg.get("stack"):
-        _require(cfg.stack.select in ("knee", "best") or str(cfg.stack.select).startswith("density<="),
-                 "stack.select", f"must be knee, best or density<=B, got {cfg.stack.select!r}")
+        _require_selection(cfg.stack.select, "stack.select")
     _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
              f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
