@@ -14,6 +14,8 @@ import torch
 
 from ggevo.ea.compiling import compile_available, maybe_compiled, row_density
 from ggevo.ea.init import INIT_SCHEMES, initial_population
+from ggevo.ea.operators.lamarck import Moments, inherit, local_search
+from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.zero_mutation import zero_mutation_
@@ -23,7 +25,7 @@ from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
 CROSSOVERS = ("grad_sbx", "sbx")
-MUTATIONS = ("zero", "polynomial")
+MUTATIONS = ("zero", "polynomial", "magnitude")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -37,6 +39,15 @@ class GEMONN(PopulationOptimizer):
     ``step(closure)`` runs one generation. As with any torch optimizer, ``closure`` takes no
     arguments (Lightning calls it so); it returns ``evaluate``, where ``evaluate(X)`` gives the
     losses (n,) and gradients (n×D) of the rows of ``X`` on this generation's minibatch.
+
+    Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithful method;
+    ``optimizer=gemonn_plus`` turns them on): ``local_search_lr`` > 0 gives every evaluated
+    individual one masked Adam step from the gradient its evaluation gave, with moments that
+    travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
+    ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
+    child's smallest weights; ``crossover_rate`` < 1 copies some pairs unchanged; ``offspring``
+    sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
+    dense networks are not lost to sparse ones before either has learnt anything.
     """
 
     def __init__(
@@ -59,6 +70,15 @@ class GEMONN(PopulationOptimizer):
         hv_ref: tuple[float, float] = (1.0, 1.0),
         seed: int = 0,
         compile: bool | str = "auto",
+        offspring: int | None = None,
+        crossover_rate: float = 1.0,
+        exempt_biases: bool = False,
+        min_density: float | None = None,
+        prune_probability: float = 0.5,
+        prune_fraction: float = 0.1,
+        local_search_lr: float = 0.0,
+        inherit_moments: bool = True,
+        warmup: int = 0,
     ):
         _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
                f"must be an even integer ≥ 2, got {pop_size!r}")
@@ -74,6 +94,16 @@ class GEMONN(PopulationOptimizer):
         _check(weight_bound > 0 and bias_bound > 0, "weight_bound", "bounds must be positive")
         _check(len(hv_ref) == 2, "hv_ref", f"must be two numbers (density, loss), got {hv_ref!r}")
         _check(compile in (True, False, "auto"), "compile", f"must be true, false or auto, got {compile!r}")
+        _check(offspring is None or (isinstance(offspring, int) and offspring >= 2 and offspring % 2 == 0),
+               "offspring", f"must be null (= pop_size) or an even integer ≥ 2, got {offspring!r}")
+        _check(0.0 <= crossover_rate <= 1.0, "crossover_rate", f"must be a probability, got {crossover_rate}")
+        _check(min_density is None or 0.0 < min_density <= 1.0, "min_density",
+               f"must be null or in (0, 1], got {min_density}")
+        _check(0.0 <= prune_probability <= 1.0, "prune_probability", f"must be a probability, got {prune_probability}")
+        _check(0.0 < prune_fraction < 1.0, "prune_fraction", f"must be in (0, 1), got {prune_fraction}")
+        _check(isinstance(warmup, int) and warmup >= 0, "warmup", f"must be a number of generations ≥ 0, got {warmup!r}")
+        _check(warmup == 0 or local_search_lr > 0, "warmup", "needs local search (local_search_lr > 0)")
+        _check(local_search_lr >= 0, "local_search_lr", f"must be ≥ 0 (0 = off), got {local_search_lr}")
         defaults = dict(
             pop_size=pop_size, eta=float(eta), crossover=crossover,
             sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
@@ -81,6 +111,10 @@ class GEMONN(PopulationOptimizer):
             reevaluate_parents=bool(reevaluate_parents), init=init, graded_density=bool(graded_density),
             weight_bound=float(weight_bound), bias_bound=float(bias_bound),
             hv_ref=tuple(float(v) for v in hv_ref), seed=int(seed),
+            offspring=offspring, crossover_rate=float(crossover_rate), exempt_biases=bool(exempt_biases),
+            min_density=min_density, prune_probability=float(prune_probability),
+            prune_fraction=float(prune_fraction), local_search_lr=float(local_search_lr),
+            inherit_moments=bool(inherit_moments), warmup=int(warmup),
         )
         super().__init__(params, defaults)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -88,9 +122,11 @@ class GEMONN(PopulationOptimizer):
 
     # ----------------------------------------------------------------- state
     # run_state: X, F, G, generation, evaluations, nonfinite, rng (rank and crowding are
-    # recomputed from F where needed)
+    # recomputed from F where needed); with local search also the moments M, V (n×D) and steps T (n,)
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
+        for key, value in self.defaults.items():  # a checkpoint from before an option existed
+            self.hp.setdefault(key, value)
         if self.initialized:
             rng = self.run_state["rng"]
             self.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
@@ -135,24 +171,67 @@ class GEMONN(PopulationOptimizer):
         hp = self.hp
         lo, hi = self.bounds()
         return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
+                                  min_density=hp["min_density"], exempt=self._exempt(),
                                   lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
                                   dtype=self.params[0].dtype).to(self._device())
 
+    def _exempt(self) -> torch.Tensor | None:
+        """(D,) bool: entries never zeroed (the biases, with ``exempt_biases``), else None."""
+        return ~self.layout.is_weight() if self.hp["exempt_biases"] else None
+
+    def _local_search(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor,
+                      moments: Moments | None) -> tuple[torch.Tensor, Moments | None]:
+        """``X`` after one masked Adam step each (local search on), else ``X`` itself."""
+        if moments is None:
+            return X, None
+        lo, hi = self.bounds()
+        return local_search(X, G, moments, lr=self.hp["local_search_lr"], active=torch.isfinite(F[:, 1]),
+                            lower=lo, upper=hi)
+
     # ------------------------------------------------------------ generation
-    def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Children (2P×D) of ``pairs`` (2×P), row ``j`` in the place of parent ``pairs.reshape(-1)[j]``;
+        with ``crossover_rate`` < 1 the pairs left uncrossed pass on copies of their parents."""
         hp = self.hp
         lo, hi = self.bounds()
         guided = hp["crossover"] == "grad_sbx"
-        children = self._fallback(lambda: run_kernel(
-            X, G if guided else None, pairs, eta=hp["eta"],
-            sparsity_preservation=hp["sparsity_preservation"] if guided else 0.0,
-            guided=guided, exchange=guided and hp["exchange"], lower=lo, upper=hi,
-            generator=self.generator, compiled=self._compiled(),
-        )).view(-1, X.shape[1])
+
+        def kernel(sub: torch.Tensor) -> torch.Tensor:
+            return self._fallback(lambda: run_kernel(
+                X, G if guided else None, sub, eta=hp["eta"],
+                sparsity_preservation=hp["sparsity_preservation"] if guided else 0.0,
+                guided=guided, exchange=guided and hp["exchange"], lower=lo, upper=hi,
+                generator=self.generator, compiled=self._compiled(),
+            ))
+
+        if hp["crossover_rate"] >= 1.0:
+            return kernel(pairs).view(-1, X.shape[1])
+        children = X[pairs.reshape(-1)].view(2, pairs.shape[1], -1)
+        crossed = (torch.rand(pairs.shape[1], generator=self.generator) < hp["crossover_rate"]).nonzero().squeeze(1)
+        if len(crossed):
+            children[:, crossed.to(X.device)] = kernel(pairs[:, crossed])
+        return children.view(-1, X.shape[1])
+
+    def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        hp = self.hp
+        lo, hi = self.bounds()
+        children = self._crossover(X, G, pairs)
+        exempt = self._exempt()
         if hp["mutation"] == "zero":
-            return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator)
+            columns = None if exempt is None else (~exempt).nonzero().squeeze(1)
+            return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator, columns=columns)
+        if hp["mutation"] == "magnitude":
+            return magnitude_prune_(children, probability=hp["prune_probability"], fraction=hp["prune_fraction"],
+                                    prunable=None if exempt is None else ~exempt, generator=self.generator)
         return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
                                     rate=hp["mutation_rate"], generator=self.generator)
+
+    def _moments(self, X: torch.Tensor) -> Moments | None:
+        """The population's Adam moments (fresh at the start), or None without local search."""
+        if self.hp["local_search_lr"] <= 0:
+            return None
+        st = self.run_state
+        return Moments(st["M"], st["V"], st["T"]) if "M" in st else Moments.zeros(X)
 
     @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]
@@ -164,28 +243,46 @@ class GEMONN(PopulationOptimizer):
         hp, st = self.hp, self.run_state
         evaluate = closure()
         counts = {"evaluations": 0, "nonfinite": 0}
+        warm = st.get("generation", 0) < hp["warmup"]
+        # parents scored on this minibatch: at the start, when re-scored, and while warming up
+        scored = not self.initialized or hp["reevaluate_parents"] or warm
         if not self.initialized:
             X = self._initial_population()
             F, G = self._evaluate(evaluate, X, counts)
         else:
             X, F, G = st["X"], st["F"], st["G"]
-            if hp["reevaluate_parents"]:
+            if scored:
                 F, G = self._evaluate(evaluate, X, counts)
+        moments = self._moments(X)
         n = X.shape[0]
-        pairs = binary_tournament(*rank_and_crowding(F), n, generator=self.generator).view(2, n // 2)
-        C = self._variation(X, G, pairs)
-        FC, GC = self._evaluate(evaluate, C, counts)
+        m = 0 if warm else hp["offspring"] or n
+        if m:
+            pairs = binary_tournament(*rank_and_crowding(F), m, generator=self.generator).view(2, m // 2)
+            C = self._variation(X, G, pairs)
+            FC, GC = self._evaluate(evaluate, C, counts)
+        else:  # warming up: no children
+            pairs, C, FC, GC = torch.zeros(2, 0, dtype=torch.int64), X[:0], F[:0], G[:0]
+        if moments is not None:
+            # children are bred from the parents as scored, so a child and its parent compete on the
+            # same minibatch at the same point of training; then every network scored this
+            # generation takes its step from the gradient it was scored with
+            C_moments = inherit(moments, pairs.reshape(-1).to(X.device), C, enabled=hp["inherit_moments"])
+            C, C_moments = self._local_search(C, FC, GC, C_moments)
+            if scored:
+                X, moments = self._local_search(X, F, G, moments)
         keep = survival(torch.cat((F, FC)), n).to(X.device)
         dead = torch.ones(n, dtype=torch.bool, device=X.device)
         dead[keep[keep < n]] = False
         born = keep[keep >= n] - n
         rows = dead.nonzero().squeeze(1)
-        born_X, born_G, born_F = C[born], GC[born], FC[born]
 
         self._consistent = False
-        X.index_copy_(0, rows, born_X)
-        G.index_copy_(0, rows, born_G)
-        F.index_copy_(0, rows, born_F)
+        X.index_copy_(0, rows, C[born])
+        G.index_copy_(0, rows, GC[born])
+        F.index_copy_(0, rows, FC[born])
+        if moments is not None:
+            for name, mine, theirs in zip(Moments._fields, moments, C_moments):
+                st[name] = mine.index_copy_(0, rows, theirs[born])
         st.update(
             X=X, F=F, G=G,
             generation=st.get("generation", 0) + 1,

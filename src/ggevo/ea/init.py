@@ -42,9 +42,17 @@ def initial_values(
     return torch.cat(blocks, dim=1)
 
 
-def graded_mask(n: int, dim: int, *, generator: torch.Generator) -> torch.Tensor:
-    """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``."""
-    keep = torch.arange(1, n + 1, dtype=torch.float32).unsqueeze(1) / n
+def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: float | None = None) -> torch.Tensor:
+    """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``, or, with
+    ``min_density`` set, with probabilities spaced geometrically from ``min_density`` to 1 (beyond
+    the paper: a front that starts at density 0.01 has members at 0.02 and 0.05 too)."""
+    if min_density is None:
+        keep = torch.arange(1, n + 1, dtype=torch.float32).unsqueeze(1) / n
+    else:
+        if not 0.0 < min_density <= 1.0:
+            raise ValueError(f"min_density must be in (0, 1], got {min_density}")
+        keep = min_density ** (1.0 - torch.arange(n, dtype=torch.float64) / max(n - 1, 1))
+        keep = keep.to(torch.float32).unsqueeze(1)
     return torch.rand(n, dim, generator=generator) < keep
 
 
@@ -54,15 +62,20 @@ def initial_population(
     *,
     scheme: str = "xavier",
     graded: bool = True,
+    min_density: float | None = None,
+    exempt: torch.Tensor | None = None,
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Initial population (n×D): independent initialiser draws, graded densities ``i/n`` if ``graded``."""
+    """Initial population (n×D): independent initialiser draws, graded densities if ``graded``
+    (``i/n``, or geometric from ``min_density``); entries flagged in ``exempt`` (D,) bool are never
+    masked (biases, when exempt from zeroing)."""
     X = initial_values(layout, n, scheme=scheme, generator=generator, dtype=dtype)
     if graded:
-        X = X * graded_mask(n, layout.dim, generator=generator)
+        mask = graded_mask(n, layout.dim, generator=generator, min_density=min_density)
+        X = X * (mask if exempt is None else mask | exempt)
     if lower is not None:
         X = torch.clamp(X, lower.to(X), upper.to(X))
     return X

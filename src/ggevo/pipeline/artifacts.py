@@ -16,8 +16,8 @@ from ggevo.pipeline.validate import ConfigError
 
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 # written after COLUMNS when the task has them
-OPTIONAL = ("train_accuracy", "val_accuracy")
-DENSITY_BUDGETS = (0.1, 0.2, 0.3)
+OPTIONAL = ("train_accuracy", "val_accuracy", "train_explained_variance", "val_explained_variance")
+DENSITY_BUDGETS = (0.02, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5)
 
 
 def split_scores(evaluator: PopulationEvaluator, X: torch.Tensor, data: ArrayDataModule, split: str,

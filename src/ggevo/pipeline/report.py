@@ -2,11 +2,14 @@
 
 For a sweep's parent run it groups the child runs by the swept settings (seeds pooled) and
 writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss, train
-loss at density ≤ 0.2 and ≤ 0.1, density at the knee and wall time), ``hypervolume.png``
+loss at density ≤ 0.02, 0.05, 0.1, 0.25 and 0.5, explained variance at the knee, density at the knee
+and wall time), ``hypervolume.png``
 (hypervolume by generation, mean over seeds), ``fronts.png`` (the final fronts overlaid) and
 ``loss_by_evaluations.png``; where runs measured downstream accuracy, ``downstream.md``; where
 the sweep compares optimizers on image inputs, ``connections.png`` (each method's first-layer
-connections). By default it reports the latest sweep of each ablation preset and of the method
+connections), ``budgets.md`` (each method's best train loss at density ≤ 0.02 … 0.5, and
+GEMONN+'s ratio to magnitude pruning) and ``reconstructions.png`` (the same validation digits reconstructed by each
+method's member at density ≤ 0.1). By default it reports the latest sweep of each ablation preset and of the method
 comparisons (``compare_ae``, ``compare_ae_small``), and the latest single run of the DVC preset.
 """
 
@@ -25,17 +28,23 @@ import torch
 from mlflow.entities import Run
 
 from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.budget_table import budget_table
 from ggevo.pipeline.connections import connection_plot, first_layer, image_side
 from ggevo.pipeline.paths import default_tracking_uri, rooted
 from ggevo.pipeline.plotting import new_figure, save_figure
+from ggevo.pipeline.reconstructions import comparison_plot
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 COLUMNS = {
     "final/hypervolume": "final hypervolume",
     "final/train_loss_best": "best train loss",
-    "final/train_loss_at_density_0.2": "train loss at density ≤ 0.2",
-    "final/train_loss_at_density_0.1": "train loss at density ≤ 0.1",
+    "final/train_loss_at_density_0.02": "train loss at density ≤ 0.02",
+    "final/train_loss_at_density_0.05": "≤ 0.05",
+    "final/train_loss_at_density_0.1": "≤ 0.1",
+    "final/train_loss_at_density_0.25": "≤ 0.25",
+    "final/train_loss_at_density_0.5": "≤ 0.5",
+    "final/explained_variance_knee": "explained variance at knee",
     "final/density_knee": "density at knee",
     "wall_time_s": "wall time (s)",
 }
@@ -43,7 +52,7 @@ DOWNSTREAM = {
     "downstream/density": "density of the encoder",
     "downstream/test_accuracy_mean": "test accuracy",
 }
-ABLATIONS = ("ablation_popsize", "ablation_sparsity", "compare_ae", "compare_ae_small")
+ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae", "compare_ae_small")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -161,8 +170,24 @@ def report_sweep(client, parent: Run, out: Path) -> Path:
             markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
                            "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     if "optimizer" in keys:
+        (folder / "budgets.md").write_text(budget_table({label(g): r for g, r in groups.items()}, title))
         plot_connections(client, groups, folder / "connections.png", title)
+        plot_reconstructions(client, groups, folder / "reconstructions.png", title)
     return table
+
+
+def plot_reconstructions(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    """The same validation digits reconstructed by each method's member at density ≤ 0.1 (its first run)."""
+    records = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, runs in groups.items():
+            try:
+                local = client.download_artifacts(runs[0].info.run_id, "reconstructions.pt", f"{tmp}/{len(records)}")
+            except Exception:  # not an autoencoder on images, or killed before it recorded its front
+                continue
+            records[label(group)] = torch.load(local, map_location="cpu", weights_only=False)
+    if records:
+        comparison_plot(path, records, f"{title}: reconstructions at density ≤ 0.1 (else the sparsest member)")
 
 
 def plot_connections(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:

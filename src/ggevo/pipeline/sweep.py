@@ -30,7 +30,7 @@ def swept_keys(cfg: DictConfig) -> list[str]:
     """Config keys this multirun varies: comma lists on the command line and ``hydra.sweeper.params``."""
     keys = [o.split("=", 1)[0].lstrip("+~") for o in cfg.hydra.overrides.task if "," in o.split("=", 1)[-1]]
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    keys += [k for k, v in params.items() if "," in str(v)]
+    keys += [k.lstrip("+~") for k, v in params.items() if "," in str(v)]
     return sorted(dict.fromkeys(keys))
 
 

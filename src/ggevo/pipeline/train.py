@@ -25,6 +25,7 @@ from ggevo.lit.progress import GenerationProgress
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
 from ggevo.pipeline.downstream import FineTune, record_downstream
 from ggevo.pipeline.paths import project_root, rooted
+from ggevo.pipeline.reconstructions import record_autoencoder
 from ggevo.pipeline.tracking import flatten_config, make_logger
 from ggevo.pipeline.validate import ConfigError, evolves_population, validate
 
@@ -41,11 +42,20 @@ def run_dir(cfg: DictConfig) -> Path:
         return project_root() / "outputs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
 
-def generations_for(budget: int, pop_size: int, reevaluate: bool) -> int:
-    """Generations that fit ``budget`` evaluations: N for the initial population and N children a
-    generation, plus N re-scored parents from the second generation on when ``reevaluate``
-    (so ``g`` generations cost ``N + N·g``, or ``2N·g`` re-scoring)."""
-    g = budget // (2 * pop_size) if reevaluate else (budget - pop_size) // pop_size
+def generations_for(budget: int, pop_size: int, reevaluate: bool, offspring: int | None = None,
+                    warmup: int = 0) -> int:
+    """Generations that fit ``budget`` evaluations. A generation scores M children (M = ``offspring``,
+    default N) and, when ``reevaluate``, re-scores the N parents; the first scores the N initial
+    ones. The first ``warmup`` generations score the N parents only. So without warm-up ``g``
+    generations cost ``(N + M)·g`` re-scoring, else ``N + M·g``; with it, ``N·W + (N + M)·(g − W)``
+    re-scoring, else ``N·W + M·(g − W)``."""
+    n, m, w = pop_size, offspring or pop_size, warmup
+    if w and budget >= n * w:
+        g = w + (budget - n * w) // (n + m if reevaluate else m)
+    elif w:
+        g = budget // n
+    else:
+        g = budget // (n + m) if reevaluate else (budget - n) // m
     if g < 1:
         raise ConfigError(f"budget: {budget} evaluations do not fit one generation of N={pop_size}")
     return g
@@ -56,7 +66,9 @@ def apply_budget(cfg: DictConfig) -> None:
     if cfg.get("budget") is None:
         return
     if is_evolutionary(cfg):
-        steps = generations_for(int(cfg.budget), cfg.optimizer.pop_size, cfg.optimizer.get("reevaluate_parents", False))
+        o = cfg.optimizer
+        steps = generations_for(int(cfg.budget), o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"),
+                                o.get("warmup", 0))
     else:
         steps = int(cfg.budget)
     cfg.trainer.max_steps = steps
@@ -202,6 +214,9 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
           f"best train loss {metrics['final/train_loss_best']:.5f} at density {metrics['final/density_at_best']:.3f}, "
           f"knee {metrics['final/train_loss_knee']:.5f} at density {metrics['final/density_knee']:.3f}; "
           f"{wall:.0f} s")
+    if "final/explained_variance_knee" in metrics:
+        print(f"explained variance (1 - MSE / {metrics['baseline/mean_image_mse']:.4f}, the MSE of the mean image): "
+              f"knee {metrics['final/explained_variance_knee']:.3f}, best {metrics['final/explained_variance_best']:.3f}")
     if "final/val_accuracy_best" in metrics:
         print(f"validation accuracy: best {metrics['final/val_accuracy_best']:.4f} at density "
               f"{metrics['final/density_at_best_accuracy']:.3f}, knee {metrics['final/val_accuracy_knee']:.4f}")
@@ -241,6 +256,11 @@ def record_results(module: EvolutionModule | GradientModule, data, logger, out: 
     metrics["wall_time_s"] = wall
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
              "metrics.json": out / "metrics.json", "config.yaml": out / "config.yaml"}
+    if module.task == "reconstruction":
+        extra_metrics, extra_files = record_autoencoder(module.evaluator.flat, X, table, data, out,
+                                                        title=f"{module.model.__class__.__name__}, step {step}")
+        metrics.update(extra_metrics)
+        files.update(extra_files)
     tuned = None
     if cfg.get("finetune") and cfg.finetune.steps > 0:
         Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)

@@ -1,0 +1,38 @@
+"""Magnitude-aware zeroing: a child drops its smallest-magnitude weights (beyond the paper;
+``mutation: magnitude`` of ``optimizer=gemonn_plus``), the population form of magnitude pruning.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def magnitude_prune_(
+    X: torch.Tensor,
+    *,
+    probability: float,
+    fraction: float,
+    prunable: torch.Tensor | None = None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """In place on ``X`` (n×D), which the caller owns: each row, with probability ``probability``,
+    sets to 0 the ``fraction`` of its nonzero ``prunable`` (D,) entries with the smallest magnitude
+    (at least one). Returns ``X``. Only the chosen rows are read, one at a time: a generation
+    prunes a few rows, and a per-row threshold is one ``kthvalue`` of that row's nonzeros."""
+    if not 0.0 <= probability <= 1.0 or not 0.0 < fraction < 1.0:
+        raise ValueError(f"magnitude pruning needs a probability and a fraction in (0, 1), "
+                         f"got {probability} and {fraction}")
+    chosen = (torch.rand(X.shape[0], generator=generator) < probability).nonzero().squeeze(1).tolist()
+    allowed = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if prunable is None else prunable.to(X.device)
+    for i in chosen:
+        row = X[i]
+        live = (row != 0) & allowed
+        count = int(live.sum())
+        if count < 2:
+            continue
+        k = max(1, int(fraction * count))
+        mags = row.abs()[live]
+        threshold = mags.kthvalue(k).values
+        # ties at the threshold may take a few more than k: every one of them is as small
+        row[live & (row.abs() <= threshold)] = 0
+    return X

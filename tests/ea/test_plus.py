@@ -1,0 +1,149 @@
+"""The beyond-the-paper switches of ``optimizer=gemonn_plus``: each one's defining property."""
+
+import io
+
+import pytest
+import torch
+
+from ggevo.ea.flat import ParamLayout
+from ggevo.ea.init import initial_population
+from ggevo.ea.operators.lamarck import Moments, inherit, masked_adam_step
+from ggevo.ea.operators.magnitude_prune import magnitude_prune_
+from ggevo.ea.operators.zero_mutation import zero_mutation_
+from tests.ea.test_gemonn import _make, _run
+
+PLUS = dict(exempt_biases=True, min_density=0.05, mutation="magnitude", prune_probability=0.5,
+            prune_fraction=0.2, crossover_rate=0.3, local_search_lr=0.01, reevaluate_parents=False)
+
+
+def test_lamarckian_step_holds_zeros_and_moves_the_rest_down_the_gradient():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(4, 50, generator=g) * (torch.rand(4, 50, generator=g) < 0.5)
+    G = torch.randn(4, 50, generator=g)
+    Xn, M, V, T = masked_adam_step(X, G, *Moments.zeros(X), lr=0.01)
+    assert torch.equal(Xn == 0, X == 0)
+    live = X != 0
+    # Adam's first step moves each live entry by lr against the sign of its gradient
+    assert torch.allclose((Xn - X)[live], -0.01 * G.sign()[live], atol=1e-6)
+    assert torch.equal(M == 0, ~live | (G == 0)) and torch.equal(T, torch.ones(4))
+
+
+def test_lamarckian_step_leaves_inactive_rows_alone():
+    X = torch.ones(3, 5)
+    active = torch.tensor([True, False, True])
+    Xn, M, V, T = masked_adam_step(X, torch.ones(3, 5), *Moments.zeros(X), lr=0.1, active=active)
+    assert torch.equal(Xn[1], X[1]) and not torch.equal(Xn[0], X[0])
+    assert T.tolist() == [1.0, 0.0, 1.0] and M[1].abs().sum() == 0
+
+
+def test_children_inherit_the_moments_of_the_parent_in_whose_place_they_stand():
+    X = torch.arange(1.0, 13.0).view(3, 4)
+    moments = Moments(X * 10, X * 100, torch.tensor([1.0, 2.0, 3.0]))
+    children = torch.ones(2, 4)
+    children[0, 1] = 0
+    got = inherit(moments, torch.tensor([2, 0]), children)
+    assert got.T.tolist() == [3.0, 1.0]
+    assert got.M[0].tolist() == [90.0, 0.0, 110.0, 120.0] and torch.equal(got.M[1], moments.M[0])
+    assert torch.equal(inherit(moments, torch.tensor([2, 0]), children, enabled=False).M, torch.zeros(2, 4))
+
+
+def test_geometric_grading_spans_min_density_to_one_and_spares_exempt_entries():
+    layout = ParamLayout([torch.Size([200, 300]), torch.Size([200])])
+    exempt = ~layout.is_weight()
+    X = initial_population(layout, 5, min_density=0.01, exempt=exempt, generator=torch.Generator().manual_seed(0))
+    density = (X[:, :60000] != 0).float().mean(dim=1)
+    assert torch.allclose(density, torch.tensor([0.01, 0.01**0.75, 0.1, 0.01**0.25, 1.0]), rtol=0.1)
+    assert bool((X[:, 60000:] != 0).all())
+
+
+def test_magnitude_pruning_drops_the_smallest_weights_only():
+    X = torch.tensor([[0.5, -0.1, 0.0, 0.3, -0.9, 0.2, 0.05, 1.0, 0.4, -0.6, 7.0]])
+    prunable = torch.ones(11, dtype=torch.bool)
+    prunable[10] = False
+    Y = magnitude_prune_(X.clone(), probability=1.0, fraction=0.3, prunable=prunable,
+                         generator=torch.Generator().manual_seed(0))
+    # 9 live prunable entries, 30% -> the 2 smallest (0.05 and -0.1) go; the exempt 7.0 stays
+    assert torch.equal(Y != 0, (X != 0) & (X.abs() > 0.1))
+
+
+def test_zero_mutation_touches_only_the_columns_given():
+    X = torch.ones(50, 20)
+    cols = torch.arange(10)
+    zero_mutation_(X, rate=0.5, generator=torch.Generator().manual_seed(0), columns=cols)
+    assert bool((X[:, 10:] == 1).all()) and bool((X[:, :10] == 0).any())
+
+
+def _bias_columns(opt) -> torch.Tensor:
+    return ~opt.layout.is_weight()
+
+
+def test_exempt_biases_are_never_zeroed_through_a_run():
+    for mutation in ("magnitude", "zero"):
+        _, ev, opt = _make(**(PLUS | {"mutation": mutation, "mutation_rate": 0.3}))
+        for t in range(6):
+            _run(opt, ev, t, t + 1)
+            assert bool((opt.run_state["X"][:, _bias_columns(opt)] != 0).all())
+        # the weights did get sparser
+        assert float((opt.run_state["X"][:, ~_bias_columns(opt)] == 0).float().mean()) > 0.2
+
+
+def test_moments_travel_with_their_individual_through_selection():
+    _, ev, opt = _make(**PLUS)
+    _run(opt, ev, 0, 3)
+    st = opt.run_state
+    before = {k: st[k].clone() for k in ("X", "M", "V", "T")}
+    _run(opt, ev, 3, 4)
+    after = opt.run_state
+    kept = (after["X"] == before["X"]).all(dim=1)
+    assert kept.any() and (~kept).any()
+    for k in ("M", "V", "T"):  # survivors keep theirs, untouched
+        assert torch.equal(after[k][kept], before[k][kept])
+    # a newborn's step count is one more than some parent's; its moments vanish where it is zero
+    assert all(float(t) - 1 in before["T"].tolist() for t in after["T"][~kept])
+    assert bool((after["M"][after["X"] == 0] == 0).all())
+    # one evaluation per child a generation, and each evaluated individual took a step
+    assert opt.status()["evaluations"] == 8 * 5
+
+
+def test_plus_resumes_exactly_from_a_checkpoint_mid_run():
+    _, ev, full = _make(**PLUS)
+    _run(full, ev, 0, 8)
+    _, ev2, first = _make(**PLUS)
+    _run(first, ev2, 0, 3)
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)
+    buf.seek(0)
+    _, ev3, resumed = _make(seed=7, **PLUS)
+    resumed.load_state_dict(torch.load(buf, weights_only=False))
+    _run(resumed, ev3, 3, 8)
+    for k in ("X", "F", "M", "V", "T"):
+        assert torch.equal(resumed.run_state[k], full.run_state[k]), k
+
+
+def test_fewer_offspring_cost_fewer_evaluations():
+    _, ev, opt = _make(**(PLUS | {"offspring": 2}))
+    assert _run(opt, ev, 0, 4)[-1]["evaluations"] == 8 + 4 * 2
+
+
+@pytest.mark.parametrize("kw,key", [({"offspring": 3}, "offspring"), ({"crossover_rate": 1.5}, "crossover_rate"),
+                                    ({"min_density": 0.0}, "min_density"), ({"prune_fraction": 1.0}, "prune_fraction"),
+                                    ({"local_search_lr": -1.0}, "local_search_lr")])
+def test_invalid_plus_options_name_the_key(kw, key):
+    with pytest.raises(ValueError, match=f"optimizer.{key}"):
+        _make(**kw)
+
+
+def test_lamarckian_steps_on_a_dense_individual_are_torch_adam():
+    g = torch.Generator().manual_seed(1)
+    w = torch.nn.Parameter(torch.randn(30, generator=g))
+    X = w.detach().clone().unsqueeze(0)
+    moments = Moments.zeros(X)
+    adam = torch.optim.Adam([w], lr=0.05)
+    for _ in range(20):
+        target = torch.randn(30, generator=g)
+        adam.zero_grad()
+        ((w - target) ** 2).sum().backward()
+        X, M, V, T = masked_adam_step(X, 2 * (X - target), *moments, lr=0.05)
+        moments = Moments(M, V, T)
+        adam.step()
+    assert torch.allclose(X[0], w.detach(), atol=1e-5)

@@ -1,0 +1,43 @@
+"""GEMONN+ through the whole pipeline: the default job's optimizer, resumed exactly from a checkpoint."""
+
+import torch
+
+from ggevo.pipeline.train import generations_for, train
+
+PLUS = ("optimizer=gemonn_plus", "optimizer.pop_size=6", "optimizer.warmup=2", "trainer.max_steps=6",
+        "checkpoint.every_n_steps=3")
+
+
+def test_the_default_job_runs_gemonn_plus(compose_cfg):
+    assert compose_cfg("optimizer=gemonn_plus").optimizer.local_search_lr > 0
+    from hydra import compose, initialize_config_dir
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        default = compose("config")
+        faithful = compose("config", overrides=["experiment=paper_ae"])
+    assert default.optimizer.local_search_lr > 0 and default.optimizer.mutation == "magnitude"
+    assert "local_search_lr" not in faithful.optimizer and faithful.optimizer.mutation == "zero"
+
+
+def test_budget_counts_warmup_and_offspring():
+    # warm-up generations score N; later ones N re-scored parents + M children
+    g = generations_for(10 * 3 + 12 * 5, 10, True, 2, warmup=3)
+    assert g == 8
+    assert generations_for(10 * 3 + 2 * 5, 10, False, 2, warmup=3) == 8
+    assert generations_for(12 * 5, 10, True, 2) == 5
+
+
+def test_gemonn_plus_resumes_exactly_mid_run(compose_cfg, tmp_path):
+    train(compose_cfg(*PLUS, run="full"))
+    train(compose_cfg(*PLUS[:-2], "trainer.max_steps=3", "checkpoint.every_n_steps=3",
+                      "logger.experiment_name=resume", run="part"))
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    train(compose_cfg(*PLUS, "logger.experiment_name=resume", f"ckpt_path={ckpt}", run="part"))
+    state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
+                                   weights_only=False)["optimizer_states"][0]["state"][0]
+    a, b = state("full"), state("part")
+    assert a["generation"] == b["generation"] == 6
+    for key in ("X", "F", "G", "M", "V", "T"):
+        assert torch.equal(a[key], b[key]), key
+    assert float(a["T"].max()) >= 5  # networks learnt through warm-up and evolution alike
