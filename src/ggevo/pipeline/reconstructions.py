@@ -7,6 +7,8 @@ explained variance is ``1 − MSE / that``, so 0 is no better than the constant 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -87,7 +89,7 @@ def reconstruction_plot(path: Path, rows: dict[str, tuple[torch.Tensor, str]], i
     plt.close(fig)
 
 
-def plot_record(path: Path, record: dict, title: str) -> None:
+def plot_record(path: Path, *, record: dict, title: str) -> None:
     """``reconstructions.png`` of one run: the originals and each chosen front member."""
     rows = {f"density {float(d):.3f}": (out, f"train MSE {float(loss):.4f}\nexpl. var. {float(ev):.2f}")
             for d, out, loss, ev in zip(record["density"], record["outputs"], record["train_loss"],
@@ -95,10 +97,11 @@ def plot_record(path: Path, record: dict, title: str) -> None:
     reconstruction_plot(path, rows, record["images"], title)
 
 
-def record_autoencoder(flat: FlatParams, X: torch.Tensor, table: dict[str, torch.Tensor], data, out: Path,
-                       title: str) -> tuple[dict[str, float], dict[str, Path]]:
-    """For a reconstruction run: explained variance added to ``table``, the baseline and explained-variance
-    metrics, and ``reconstructions.pt``/``.png`` written to ``out`` (the picture for image inputs only)."""
+def autoencoder_record(flat: FlatParams, X: torch.Tensor, table: dict[str, torch.Tensor], data,
+                       title: str) -> tuple[dict[str, float], dict[str, Callable[[Path], None]]]:
+    """For a reconstruction run: explained variance added to ``table``; the baseline and
+    explained-variance metrics; and the writers (``name -> writer(path)``) of ``reconstructions.pt``
+    and ``reconstructions.png`` (image inputs only)."""
     baseline = mean_image_mse(data)
     add_explained_variance(table, baseline)
     k, best = int(table["knee"].argmax()), int(table["train_loss"].argmin())
@@ -106,13 +109,12 @@ def record_autoencoder(flat: FlatParams, X: torch.Tensor, table: dict[str, torch
     metrics = {"baseline/mean_image_mse": baseline["train"], "baseline/mean_image_val_mse": baseline["val"],
                "final/explained_variance_knee": float(ev[k]), "final/explained_variance_best": float(ev[best]),
                "final/val_explained_variance_knee": float(table["val_explained_variance"][k])}
-    files: dict[str, Path] = {}
-    if image_side(data.splits["val"][0].flatten(1).shape[1]) and len(data.splits["val"][0]):
-        record = reconstruction_record(flat, X, table, data)
-        files = {"reconstructions.pt": out / "reconstructions.pt", "reconstructions.png": out / "reconstructions.png"}
-        torch.save(record, files["reconstructions.pt"])
-        plot_record(files["reconstructions.png"], record, title)
-    return metrics, files
+    val = data.splits["val"][0]
+    if not len(val) or image_side(val.flatten(1).shape[1]) is None:
+        return metrics, {}
+    record = reconstruction_record(flat, X, table, data)
+    return metrics, {"reconstructions.pt": partial(torch.save, record),
+                     "reconstructions.png": partial(plot_record, record=record, title=title)}
 
 
 def comparison_plot(path: Path, records: dict[str, dict], title: str, budget: float = 0.1) -> None:

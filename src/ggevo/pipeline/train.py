@@ -25,7 +25,7 @@ from ggevo.lit.progress import GenerationProgress
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
 from ggevo.pipeline.downstream import FineTune, record_downstream
 from ggevo.pipeline.paths import project_root, rooted
-from ggevo.pipeline.reconstructions import record_autoencoder
+from ggevo.pipeline.reconstructions import autoencoder_record
 from ggevo.pipeline.tracking import flatten_config, make_logger
 from ggevo.pipeline.validate import ConfigError, evolves_population, validate
 
@@ -257,10 +257,12 @@ def record_results(module: EvolutionModule | GradientModule, data, logger, out: 
     files = {"front.csv": out / "front.csv", "pareto.png": out / "pareto.png", "knee_model.pt": out / "knee_model.pt",
              "metrics.json": out / "metrics.json", "config.yaml": out / "config.yaml"}
     if module.task == "reconstruction":
-        extra_metrics, extra_files = record_autoencoder(module.evaluator.flat, X, table, data, out,
-                                                        title=f"{module.model.__class__.__name__}, step {step}")
-        metrics.update(extra_metrics)
-        files.update(extra_files)
+        found, writers = autoencoder_record(module.evaluator.flat, X, table, data,
+                                            title=f"{module.model.__class__.__name__}, step {step}")
+        metrics.update(found)
+        for name, write in writers.items():
+            files[name] = out / name
+            write(files[name])
     tuned = None
     if cfg.get("finetune") and cfg.finetune.steps > 0:
         Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)
