@@ -5,28 +5,31 @@ from __future__ import annotations
 
 import statistics
 
-from mlflow.entities import Run
+from ggevo.pipeline.artifacts import BUDGET_TOLERANCE as TOLERANCE
 
 BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5)
 PLUS, BASELINE = "optimizer=gemonn_plus", "optimizer=imp"
 
-
-def _by_seed(runs: list[Run], budget: float) -> dict[str, float]:
-    key = f"final/train_loss_at_density_{budget}"
-    return {r.data.params.get("seed", "?"): r.data.metrics[key] for r in runs if key in r.data.metrics}
+Front = dict[str, list[float]]
 
 
-def budget_table(groups: dict[str, list[Run]], title: str) -> str:
-    """Markdown: one row per density budget; per method the mean over seeds (— where no front member is
-    that sparse); where both GEMONN+ and magnitude pruning ran, the ratio of their means and each
-    seed's ratio (below 1: GEMONN+ reconstructs better)."""
-    names = list(groups)
-    ratio = PLUS in groups and BASELINE in groups
+def best_at(front: Front, budget: float) -> float | None:
+    """Lowest train loss of a front's members of density ≤ ``budget`` (within ``TOLERANCE``), or None."""
+    losses = [loss for d, loss in zip(front["density"], front["train_loss"]) if d <= budget * (1 + TOLERANCE)]
+    return min(losses) if losses else None
+
+
+def budget_table(fronts: dict[str, dict[str, Front]], title: str) -> str:
+    """Markdown: one row per density budget; per method (label → seed → its front) the mean over seeds
+    (— where no member is that sparse); where both GEMONN+ and magnitude pruning ran, the ratio of
+    their means and each seed's ratio (below 1: GEMONN+ reconstructs better)."""
+    names = list(fronts)
+    ratio = PLUS in fronts and BASELINE in fronts
     head = ["density ≤", *names] + (["GEMONN+ / IMP (mean)", "per seed"] if ratio else [])
     lines = [f"## {title}: best full-train loss at each density budget", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in BUDGETS:
-        values = {n: _by_seed(groups[n], b) for n in names}
+        values = {n: {s: v for s, f in fronts[n].items() if (v := best_at(f, b)) is not None} for n in names}
         cells = [str(b)] + [f"{statistics.fmean(v.values()):.4g}" if v else "—" for v in values.values()]
         if ratio:
             plus, base = values[PLUS], values[BASELINE]

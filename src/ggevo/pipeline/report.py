@@ -133,19 +133,27 @@ def plot_loss_by_evaluations(client, groups: dict[tuple, list[Run]], path: Path,
     save_figure(fig, ax, path, xlabel="gradient evaluations", ylabel="best minibatch loss", title=title, logy=True)
 
 
-def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    fig, ax = new_figure()
+def front_csvs(client, groups: dict[tuple, list[Run]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Each run's ``front.csv``, as label → seed → columns (runs killed before writing one left out)."""
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (group, runs) in enumerate(groups.items()):
-            color = f"C{i % 10}"
-            for j, run in enumerate(runs):
+        for group, runs in groups.items():
+            for run in runs:
                 try:
                     local = client.download_artifacts(run.info.run_id, "front.csv", f"{tmp}/{run.info.run_id}")
                 except Exception:  # a run killed before it wrote its front
                     continue
-                front = read_front_csv(Path(local))
-                ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=color, alpha=0.7,
-                        label=label(group) if j == 0 else None)
+                seed = run.data.params.get("seed", run.info.run_id[:8])
+                out.setdefault(label(group), {})[seed] = read_front_csv(Path(local))
+    return out
+
+
+def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+    fig, ax = new_figure()
+    for i, (name, fronts) in enumerate(front_csvs(client, groups).items()):
+        for j, front in enumerate(fronts.values()):
+            ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=f"C{i % 10}", alpha=0.7,
+                    label=name if j == 0 else None)
     save_figure(fig, ax, path, xlabel="density", ylabel="train loss", title=title, logy=True)
 
 
@@ -170,7 +178,7 @@ def report_sweep(client, parent: Run, out: Path) -> Path:
             markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
                            "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     if "optimizer" in keys:
-        (folder / "budgets.md").write_text(budget_table({label(g): r for g, r in groups.items()}, title))
+        (folder / "budgets.md").write_text(budget_table(front_csvs(client, groups), title))
         plot_connections(client, groups, folder / "connections.png", title)
         plot_reconstructions(client, groups, folder / "reconstructions.png", title)
     return table
