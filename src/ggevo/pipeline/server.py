@@ -1,8 +1,9 @@
 """``ggevo-server``: one MLflow tracking server for a team, backed by a real PostgreSQL, in one command.
 
 It starts PostgreSQL (Debian's ``postgresql`` package: ``initdb`` + ``postgres``, run as the
-``postgres`` user when started as root) and ``mlflow server`` with an artifact store, both on
-127.0.0.1 unless told otherwise, prints the URI to export, and stops both on Ctrl-C or SIGTERM.
+``postgres`` user when started as root) on 127.0.0.1 and ``mlflow server`` with an artifact store
+on 127.0.0.1 (``--host`` for an address other machines reach), prints the URI to export, and stops
+both on Ctrl-C or SIGTERM.
 Everything lives in one folder (``--dir``, default ``mlflow-server/``): ``pgdata/`` (the database
 cluster, kept between starts), ``artifacts/`` (what runs log), ``postgres.log``, ``mlflow.log`` and
 ``pg_password`` (the database password, generated once, readable by its owner only).
@@ -171,6 +172,8 @@ class MlflowServer:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         # the database password goes through the environment, not the command line (``ps`` shows that)
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri}
+        # no job runner (GenAI scorers and evaluations, seven worker processes): training runs need none
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlflow", "server", "--host", self.host, "--port", str(self.port),
@@ -204,7 +207,8 @@ class TeamServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # the postgres user must reach pgdata/ and write its log here
             self.folder.chmod(self.folder.stat().st_mode | 0o711)
-        self.postgres = Postgres(self.folder / "pgdata", host, pg_port or free_port(host), self._password(),
+        # PostgreSQL serves only the MLflow server beside it: loopback, whatever --host says
+        self.postgres = Postgres(self.folder / "pgdata", "127.0.0.1", pg_port or free_port(), self._password(),
                                  self.folder / "postgres.log")
         self.mlflow = MlflowServer(self.postgres.uri, self.folder / "artifacts", host, port, self.folder / "mlflow.log",
                                    workers)
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ggevo-server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=Path("mlflow-server"),
                         help="folder for the database, the artifacts and the logs (default: mlflow-server)")
-    parser.add_argument("--host", default="127.0.0.1", help="address both servers listen on (default: 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address the MLflow server listens on (default: 127.0.0.1; PostgreSQL stays there)")
     parser.add_argument("--port", type=int, default=5000, help="MLflow server port (default: 5000)")
     parser.add_argument("--pg-port", type=int, default=None, help="PostgreSQL port (default: a free one)")
     parser.add_argument("--workers", type=int, default=1, help="MLflow server worker processes (default: 1)")
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"MLflow server on PostgreSQL: {server.uri} (database {server.postgres.host}:{server.postgres.port}, "
               f"artifacts in {server.mlflow.artifacts}, logs in {server.folder})\n"
               f"  export MLFLOW_TRACKING_URI={server.uri}\n"
+              f"runs in the UI: {server.uri}/#/experiments?workflowType=machine_learning\n"
               f"Ctrl-C stops both servers.", flush=True)
         while server.mlflow.proc.poll() is None and server.postgres.proc.poll() is None:
             time.sleep(0.5)
