@@ -85,7 +85,7 @@ def test_experiments_carry_the_model_training_kind(tmp_path):
 def test_submitit_local_sweep_records_children_of_one_parent(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "ggevo.train", "-m", "hydra/launcher=submitit_local", "experiment=smoke",
+        [sys.executable, "-m", "ggevo.train", "-m", "hydra/launcher=submitit_local", "experiment=smoke", "seed=0,1",
          "trainer.max_steps=3", "trainer.val_check_interval=3", "checkpoint.every_n_steps=3",
          f"logger.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
