@@ -4,7 +4,6 @@ everything on 127.0.0.1; ``ggevo-server`` starts and stops both servers."""
 from __future__ import annotations
 
 import csv
-import os
 import re
 import signal
 import statistics
@@ -93,40 +92,58 @@ def test_every_listener_is_on_loopback(team_sweep):
     assert [f for f in found if not is_loopback(f[1])] == []
 
 
-def test_ggevo_server_prints_the_uri_and_sigterm_stops_both_servers():
-    folder = Path(tempfile.mkdtemp(prefix="ggevo-server-"))
-    folder.chmod(0o711)
-    from ggevo.pipeline.server import free_port
-
-    port, pg_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ggevo.pipeline.server", "--dir", str(folder / "srv"),
+def _start_server(folder: Path, port: int, pg_port: int) -> subprocess.Popen:
+    """``ggevo-server`` on these ports, returned once it printed the URI to export."""
+    proc = subprocess.Popen([sys.executable, "-m", "ggevo.pipeline.server", "--dir", str(folder),
                              "--port", str(port), "--pg-port", str(pg_port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.strip().startswith("export MLFLOW_TRACKING_URI="):
+            break
+    assert lines and lines[-1].strip() == f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}", "".join(lines)
+    return proc
+
+
+def _stop_server(proc: subprocess.Popen, sig: int, port: int, pg_port: int) -> None:
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, rest
+    assert "stopped MLflow server and PostgreSQL" in rest
+    for p in (port, pg_port):  # nothing listens any more
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{p}/", timeout=3)
+
+
+def test_ggevo_server_prints_the_uri_stops_on_sigterm_and_ctrl_c_and_keeps_its_data():
+    import shutil
+
+    from ggevo.pipeline.server import free_port
+
+    folder = Path(tempfile.mkdtemp(prefix="ggevo-server-"))
+    folder.chmod(0o711)
+    port, pg_port = free_port(), free_port()
+    proc = None
     try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip().startswith("export MLFLOW_TRACKING_URI="):
-                break
-        assert lines and lines[-1].strip() == f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}", "".join(lines)
+        proc = _start_server(folder / "srv", port, pg_port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
             assert r.status == 200
-        client = mlflow.tracking.MlflowClient(f"http://127.0.0.1:{port}")
-        client.create_experiment("probe")
+        mlflow.tracking.MlflowClient(f"http://127.0.0.1:{port}").create_experiment("probe")
         found = listeners([proc.pid])
         assert {p for _, _, p in found} >= {port, pg_port} and all(is_loopback(ip) for _, ip, _ in found), found
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=90)
-        assert proc.returncode == 0, rest
-        assert "stopped MLflow server and PostgreSQL" in rest
-        for p in (port, pg_port):  # nothing listens any more
-            with pytest.raises(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{p}/", timeout=3)
+        _stop_server(proc, signal.SIGTERM, port, pg_port)
         assert "database system is shut down" in (folder / "srv" / "postgres.log").read_text()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        import shutil
 
+        proc = _start_server(folder / "srv", port, pg_port)  # the same folder: the same database
+        assert mlflow.tracking.MlflowClient(f"http://127.0.0.1:{port}").get_experiment_by_name("probe") is not None
+        _stop_server(proc, signal.SIGINT, port, pg_port)
+    finally:
+        if proc is not None and proc.poll() is None:  # a failed check: kill what this server started, by id
+            import psutil
+
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait()
         shutil.rmtree(folder, ignore_errors=True)

@@ -246,7 +246,7 @@ class TeamServer:
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGTERM stops like Ctrl-C: both servers go down before we exit."""
+    """SIGTERM and SIGINT (Ctrl-C) stop both servers before we exit."""
     raise KeyboardInterrupt
 
 
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="MLflow server worker processes (default: 1)")
     args = parser.parse_args(argv)
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a shell starting us in the background ignores it
+        signal.signal(sig, _interrupt)
     server = TeamServer(args.dir, args.host, args.port, args.pg_port, args.workers)
     try:
         server.start()
