@@ -108,7 +108,7 @@ class Postgres:
             hint = " (as root, every folder above it must be readable by the 'postgres' user)" if os.geteuid() == 0 else ""
             raise ServerError(f"initdb failed in {self.datadir}{hint}: {done.stderr.strip()[-500:]}")
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:
         self.log.touch()
         _give_to_postgres(self.log)
         with open(self.log, "ab") as log:
@@ -168,7 +168,7 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 600.0) -> None:  # a first start migrates the schema: minutes on a busy machine
         self.artifacts.mkdir(parents=True, exist_ok=True)
         # the database password goes through the environment, not the command line (``ps`` shows that)
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri}
