@@ -15,7 +15,8 @@ from ggevo.pipeline.paths import default_tracking_uri, project_root
 
 PARENT_ENV = "GGEVO_SWEEP_PARENT"  # the multirun's parent run id, set by pipeline.sweep
 
-# MLflow 3's UI opens an experiment of this kind on its runs table (not the GenAI traces view)
+# MLflow 3 tells model-training experiments from GenAI ones by this tag (3.17's UI decides by its
+# "Model training" switch or ?workflowType=machine_learning in the address instead)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 _VERSIONED = ("ggevo", "torch", "pytorch-lightning", "pymoo", "mlflow", "hydra-core", "numpy")
