@@ -1,29 +1,33 @@
 """One MLflow parent run per Hydra multirun; every job of the sweep becomes its child run.
 
-The Hydra callback creates the parent when the multirun starts and hands its id to the jobs
-through the environment (inherited by the basic, joblib, submitit and Ray launchers' workers);
-``train`` tags each job's run with ``mlflow.parentRunId``.
+The Hydra callback creates the parent when the multirun starts and hands each job what it needs
+to record there (``job_env``: the tracking URI, the parent's id, the project root) as environment
+variables. Jobs of the basic and joblib launchers run under this process's environment; Ray
+workers do not (they inherit the environment of ``ray start``), nor do SLURM jobs on other nodes,
+so ``send_to_jobs`` writes the variables into the launcher's config: Ray's runtime environment
+(``ray.remote.runtime_env.env_vars``) and submitit's ``setup`` commands (``export …`` before each
+job, SLURM and submitit's local executor alike). ``train`` tags each job's run with
+``mlflow.parentRunId``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 import mlflow
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ggevo.pipeline.paths import rooted
-from ggevo.pipeline.tracking import PARENT_ENV, artifact_location, tracking_uri
+from ggevo.pipeline.paths import project_root, rooted
+from ggevo.pipeline.tracking import PARENT_ENV, artifact_location, ensure_experiment, tracking_uri
+
 
 def experiment_id(client: mlflow.tracking.MlflowClient, cfg: DictConfig) -> str:
     """The id of ``logger.experiment_name``, created if new."""
-    exp = client.get_experiment_by_name(cfg.logger.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(cfg.logger.experiment_name, artifact_location=artifact_location(cfg))
+    return ensure_experiment(client, cfg.logger.experiment_name, artifact_location(cfg))
 
 
 def swept_keys(cfg: DictConfig) -> list[str]:
@@ -32,6 +36,26 @@ def swept_keys(cfg: DictConfig) -> list[str]:
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     keys += [k.lstrip("+~") for k, v in params.items() if "," in str(v)]
     return sorted(dict.fromkeys(keys))
+
+
+def job_env(uri: str, parent_run_id: str) -> dict[str, str]:
+    """The environment every job of the sweep needs from the process that launched it."""
+    return {"MLFLOW_TRACKING_URI": uri, PARENT_ENV: parent_run_id, "GGEVO_ROOT": str(project_root())}
+
+
+def send_to_jobs(launcher: DictConfig, env: dict[str, str]) -> None:
+    """Write ``env`` into ``hydra.launcher`` for launchers whose jobs do not inherit this process's
+    environment: Ray (``ray.remote.runtime_env.env_vars``) and submitit (``setup`` exports)."""
+    target = str(launcher.get("_target_", ""))
+    with read_write(launcher), open_dict(launcher):
+        if target.startswith("hydra_plugins.hydra_ray_launcher."):
+            runtime_env = launcher.ray.remote.get("runtime_env")
+            runtime_env = OmegaConf.to_container(runtime_env, resolve=True) if runtime_env else {}
+            runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **env}
+            launcher.ray.remote.runtime_env = runtime_env
+        elif target.startswith("hydra_plugins.hydra_submitit_launcher."):
+            exports = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+            launcher.setup = [*(launcher.get("setup") or []), *exports]
 
 
 class MlflowSweepCallback(Callback):
@@ -53,7 +77,8 @@ class MlflowSweepCallback(Callback):
                   "dataset": str(config.data.name)},
         )
         self.run_id = run.info.run_id
-        os.environ[PARENT_ENV] = self.run_id
+        os.environ[PARENT_ENV] = self.run_id  # jobs in this process and its children (basic, joblib)
+        send_to_jobs(config.hydra.launcher, job_env(self.uri, self.run_id))  # jobs elsewhere (Ray, SLURM)
         print(f"sweep over {', '.join(keys) or 'nothing'}: MLflow parent run {self.run_id} in experiment "
               f"'{config.logger.experiment_name}' at {self.uri}; report: ggevo-report --parent {self.run_id}",
               flush=True)

@@ -7,12 +7,17 @@ import subprocess
 from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
+import mlflow
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from ggevo.pipeline.paths import default_tracking_uri, project_root
 
 PARENT_ENV = "GGEVO_SWEEP_PARENT"  # the multirun's parent run id, set by pipeline.sweep
+
+# MLflow 3 tells model-training experiments from GenAI ones by this tag (3.17's UI decides by its
+# "Model training" switch or ?workflowType=machine_learning in the address instead)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 _VERSIONED = ("ggevo", "torch", "pytorch-lightning", "pymoo", "mlflow", "hydra-core", "numpy")
 
@@ -94,8 +99,27 @@ def artifact_location(cfg: DictConfig) -> str | None:
     return location
 
 
+def ensure_experiment(client: mlflow.tracking.MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``, created if new; every experiment ggevo records into carries
+    ``EXPERIMENT_KIND`` (an older one without a kind gets it)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+        except mlflow.exceptions.MlflowException:  # a parallel job created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
+
+
 def make_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
     """An MLFlowLogger on ``logger.tracking_uri`` (default: the project's SQLite store)."""
+    ensure_experiment(mlflow.tracking.MlflowClient(tracking_uri(cfg)), cfg.logger.experiment_name,
+                      artifact_location(cfg))
     return MLFlowLogger(
         experiment_name=cfg.logger.experiment_name,
         run_name=cfg.logger.get("run_name"),
