@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ggevo.data.sources import DataConfigError, DataUnavailableError
+from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.paths import config_dir
 from ggevo.pipeline.validate import ConfigError
 
@@ -29,6 +30,12 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
             return task(cfg)
         except USER_ERRORS as err:
             fail(err)
+        except RunKilled as err:
+            print(f"interrupted: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:  # before any record was opened
+            print("interrupted: nothing recorded", file=sys.stderr)
+            sys.exit(130)
 
     def main() -> None:
         try:

@@ -31,6 +31,15 @@ def stage_bounds(budget: int, stages: int) -> list[int]:
     return [k * (budget // stages) for k in range(stages)]
 
 
+def check_schedule(schedule: Sequence[float]) -> list[float]:
+    """The pruning schedule as floats: densities starting at 1.0 and falling, all positive."""
+    schedule = [float(d) for d in schedule]
+    if not schedule or schedule[0] != 1.0 or any(b >= a for a, b in zip(schedule, schedule[1:])) \
+            or schedule[-1] <= 0:
+        raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
+    return schedule
+
+
 class GradientModule(pl.LightningModule):
     """Trains ``model`` with ``optimizer(params)`` down ``schedule`` (densities, first 1.0)."""
 
@@ -44,10 +53,7 @@ class GradientModule(pl.LightningModule):
         hv_ref: Sequence[float] = (1.1, 0.3),
     ):
         super().__init__()
-        schedule = [float(d) for d in schedule]
-        if not schedule or schedule[0] != 1.0 or any(b >= a for a, b in zip(schedule, schedule[1:])) \
-                or schedule[-1] <= 0:
-            raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
+        schedule = check_schedule(schedule)
         self.model = model
         self.task = task
         self.loss_fn = loss_for(task, model)
