@@ -31,7 +31,7 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
         except USER_ERRORS as err:
             fail(err)
         except RunKilled as err:
-            print(f"interrupted: {err}", file=sys.stderr)
+            print(f"killed: {err}", file=sys.stderr)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:  # before any record was opened
             print("interrupted: nothing recorded", file=sys.stderr)

@@ -13,6 +13,7 @@ from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
 from ggevo.ea.front import knee
 from ggevo.ea.population import PopulationOptimizer
+from ggevo.lit.status import publish, status_metrics
 from ggevo.lit.tasks import extra_scores, loss_for
 
 
@@ -75,12 +76,9 @@ class EvolutionModule(pl.LightningModule):
         status = self.optimizers().step(closure=lambda: partial(self.evaluator, batch=(x, y)))
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()
-        metrics = {k: float(v) for k, v in status.items()}
-        # straight to the logger, so an interrupted run has logged every generation it finished;
-        # the step is the generation (1, 2, …), as is Lightning's global_step after the update
-        if self.logger is not None:
-            self.logger.log_metrics(metrics, step=status["generation"])
-        self.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
+        # the step is the generation (1, 2, …), as is Lightning's global_step after the update; straight to
+        # the recorder, so an interrupted run has recorded every generation it finished
+        publish(self, status_metrics(status), int(status["generation"]))
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -108,7 +106,7 @@ class EvolutionModule(pl.LightningModule):
         if "accuracy" in means:
             metrics |= {"val/accuracy_max": float(means["accuracy"].max()),
                         "val/accuracy_knee": float(means["accuracy"][k])}
-        self.log_dict(metrics)
+        publish(self, metrics, self.global_step)  # Lightning's own step for validation lags one behind
 
     # -------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:

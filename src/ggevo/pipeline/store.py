@@ -82,12 +82,12 @@ def open_store(uri: str):
     """An ``MlflowClient`` on the store ``uri``, its schema created or upgraded by one process at a time."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
     db = sqlite_path(uri)
     if db is None:
-        return client
+        return MlflowClient(uri)
     with FileLock(str(db) + ".lock", timeout=600):
-        client.search_experiments(max_results=1)  # builds the store: creates or migrates the schema
+        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
+        client.search_experiments(max_results=1)
     return client
 
 
