@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 from ggevo.data.sources import DataConfigError, DataUnavailableError
 from ggevo.pipeline.interrupts import RunKilled
-from ggevo.pipeline.paths import config_dir
+from ggevo.pipeline.paths import config_dir, rooted
+from ggevo.pipeline.store import writable
 from ggevo.pipeline.validate import ConfigError
 
 # FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
@@ -20,6 +21,15 @@ USER_ERRORS = (ConfigError, DataConfigError, DataUnavailableError, FileNotFoundE
 def fail(err: BaseException) -> None:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
+
+
+def check_output_overrides(argv: list[str]) -> None:
+    """``hydra.run.dir=`` / ``hydra.sweep.dir=`` on the command line can be written (Hydra itself
+    would fail there with a traceback, before the task starts)."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            writable(rooted(value), key, "output folder")
 
 
 def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
@@ -40,7 +50,8 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
     def main() -> None:
         try:
             conf = config_dir()
-        except FileNotFoundError as err:
+            check_output_overrides(sys.argv[1:])
+        except (FileNotFoundError, ConfigError) as err:
             fail(err)
         hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(guarded)()
 

@@ -217,3 +217,15 @@ def test_the_recorded_front_has_no_duplicate_rows(compose_cfg, tmp_path):
     front = torch.load(tmp_path / "run" / "front.pt", weights_only=False)["X"]
     assert len(torch.unique(front, dim=0)) == len(front)
     assert len(read_front_csv(tmp_path / "run" / "front.csv")["density"]) == len(front)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_diverging_gradient_baseline_fails_in_one_line(compose_cfg, optimizer):
+    """Cross-entropy is unbounded: Adam at lr 1e9 once ran to a finite loss of 8e8 and "succeeded"."""
+    cfg = compose_cfg("model=mlp", "data=digits", "~model.hidden", "model.widths=[16]", "hv_ref=[1.1,2.5]",
+                      f"optimizer={optimizer}", "optimizer.lr=1e9", "budget=40")
+    with pytest.raises(FloatingPointError) as err:
+        train(cfg)
+    assert str(err.value).startswith("optimizer.lr: training diverged") and "\n" not in str(err.value)
+    (run,) = _runs(cfg)[1]
+    assert run.info.status == "FAILED"

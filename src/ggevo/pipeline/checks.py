@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from ggevo.lit.config_stamp import STAMP_KEY
 from ggevo.pipeline.paths import rooted
-from ggevo.pipeline.store import artifact_location, check_artifact_store, check_store, open_store, tracking_uri, \
-    writable
+from ggevo.pipeline.recorder import experiment_artifact_location
+from ggevo.pipeline.store import check_artifact_store, check_store, writable
 from ggevo.pipeline.tracking import flatten_config
 from ggevo.pipeline.validate import ConfigError
 
@@ -78,9 +78,5 @@ def check_world(cfg: DictConfig, out: Path) -> Resume | None:
     """The store, the run folder, the artifact store and the checkpoint, in that order."""
     check_store(cfg)
     writable(out, "run_dir" if cfg.get("run_dir") else "hydra.run.dir", "run folder")
-    client = open_store(tracking_uri(cfg))
-    exp = client.get_experiment_by_name(str(cfg.logger.experiment_name))
-    location = exp.artifact_location if exp is not None else artifact_location(cfg)
-    key = "logger.artifact_location" if exp is None else f"experiment '{exp.name}' artifact location"
-    check_artifact_store(location, key)
+    check_artifact_store(*experiment_artifact_location(cfg))
     return load_checkpoint(cfg)

@@ -22,17 +22,40 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from ggevo.pipeline.interrupts import shielded
-from ggevo.pipeline.store import artifact_location, open_store, tracking_uri
+from ggevo.pipeline.store import artifact_location, sqlite_path, tracking_uri
 
 STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
 Writer = Callable[[Path], None]
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on the store ``uri``. A SQLite schema is created or upgraded under a file lock beside
+    the database, so runs starting together on a fresh store cannot both migrate it (MLflow's
+    migration run twice at once left stores corrupt for good)."""
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    with FileLock(str(db) + ".lock", timeout=600):
+        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
+        client.search_experiments(max_results=1)
+    return client
+
+
+def experiment_artifact_location(cfg: DictConfig) -> tuple[str | None, str]:
+    """Where this run's artifacts would go (the experiment's location if it exists) and the setting naming it."""
+    exp = open_store(tracking_uri(cfg)).get_experiment_by_name(str(cfg.logger.experiment_name))
+    if exp is None:
+        return artifact_location(cfg), "logger.artifact_location"
+    return exp.artifact_location, f"experiment '{exp.name}' artifact location"
 
 
 def unique_run_name(prefix: str) -> str:

@@ -2,9 +2,7 @@
 
 ``check_store`` answers in seconds: a SQLite store's folder must exist (it is never created
 silently), a server must answer within ``TIMEOUT_S`` (MLflow's own client retries for minutes).
-``open_store`` creates or upgrades a SQLite schema under a file lock beside the database, so two
-runs starting together on a fresh store cannot both migrate it (MLflow's migration is not safe
-to run twice at once: it left stores corrupt for good).
+The recorder opens the store (``ggevo.pipeline.recorder.open_store``).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from filelock import FileLock
 from omegaconf import DictConfig
 
 from ggevo.pipeline.paths import default_tracking_uri
@@ -76,19 +73,6 @@ def check_store(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}: the SQLite store {db} is not writable")
     elif urlparse(uri).scheme in ("http", "https"):
         _check_server(uri, key)
-
-
-def open_store(uri: str):
-    """An ``MlflowClient`` on the store ``uri``, its schema created or upgraded by one process at a time."""
-    from mlflow.tracking import MlflowClient
-
-    db = sqlite_path(uri)
-    if db is None:
-        return MlflowClient(uri)
-    with FileLock(str(db) + ".lock", timeout=600):
-        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
-        client.search_experiments(max_results=1)
-    return client
 
 
 def writable(folder: Path, key: str, what: str) -> None:
