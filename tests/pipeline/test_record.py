@@ -229,3 +229,21 @@ def test_a_diverging_gradient_baseline_fails_in_one_line(compose_cfg, optimizer)
     assert str(err.value).startswith("optimizer.lr: training diverged") and "\n" not in str(err.value)
     (run,) = _runs(cfg)[1]
     assert run.info.status == "FAILED"
+
+
+class _CtrlCInValidation(pl.Callback):
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.global_step == 4:
+            raise KeyboardInterrupt
+
+
+def test_a_validation_interrupted_is_made_up_on_resume(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=2")
+    with pytest.raises(RunKilled):
+        train(cfg, callbacks=[_CtrlCInValidation()])
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    train(compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=2", f"ckpt_path={ckpt}"))
+    client, (run,) = _runs(cfg)
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/loss_min")) == [2, 4, 6]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(1, 7))

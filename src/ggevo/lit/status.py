@@ -27,8 +27,9 @@ def point_status(step: int, evaluations: int, density: float, loss: float, front
                            "hypervolume": hypervolume(torch.tensor([[density, loss]]), hv_ref)})
 
 
-def publish(module: pl.LightningModule, metrics: dict[str, float], step: int) -> None:
-    """To the recorder at ``step`` (the generation), and to the progress display."""
+def publish(module: pl.LightningModule, metrics: dict[str, float], step: int, progress: bool = True) -> None:
+    """To the recorder at ``step`` (the generation), and (``progress``) to the progress display."""
     if module.logger is not None:
         module.logger.log_metrics(metrics, step=step)
-    module.log_dict(metrics, on_step=module.training, on_epoch=not module.training, logger=False)
+    if progress:
+        module.log_dict(metrics, on_step=module.training, on_epoch=not module.training, logger=False)
