@@ -185,13 +185,14 @@ def test_after_a_resume_each_generation_is_recorded_once_and_time_adds_up(compos
     assert run.data.metrics["wall_time_s"] > wall_before
 
 
-def test_the_default_is_a_checkpoint_every_generation(compose_cfg):
+def test_the_default_checkpoint_interval_is_the_measured_one(compose_cfg):
+    """Every 10 generations: the cheapest interval costing under 5% of the default run (conf/config.yaml)."""
     from hydra import compose, initialize_config_dir
 
     from tests.conftest import ROOT
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        assert compose("config").checkpoint.every_n_steps == 1
+        assert compose("config").checkpoint.every_n_steps == 10
 
 
 # ------------------------------------------------------------------ names and fronts

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def _train(tmp_path, *overrides, run="run"):
     return subprocess.Popen(
         [sys.executable, "-m", "ggevo.train", "experiment=smoke", f"logger.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
-         f"run_dir={tmp_path / run}", *overrides],
+         f"run_dir={tmp_path / run}", "checkpoint.every_n_steps=1", *overrides],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -24,7 +24,7 @@ def _runs(tmp_path, experiment="ggevo"):
     return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
-def _wait_for_generation(tmp_path, generation, run="run", timeout=300):
+def _wait_for_generation(tmp_path, generation, run="run", timeout=900):
     """Until the run's checkpoint holds ``generation`` (checkpoints come every generation)."""
     ckpt = tmp_path / run / "checkpoints" / "last.ckpt"
     deadline = time.time() + timeout
@@ -41,7 +41,7 @@ def _wait_for_generation(tmp_path, generation, run="run", timeout=300):
 @pytest.mark.slow
 def test_several_runs_open_one_fresh_store_at_once(tmp_path):
     procs = [_train(tmp_path, f"seed={s}", run=f"r{s}") for s in range(3)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=1200) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [e[-2000:] for _, e in outs]
     client, runs = _runs(tmp_path)
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
@@ -74,7 +74,7 @@ def test_sigkill_leaves_a_checkpoint_and_the_resumed_record_is_exact(tmp_path):
     proc.wait(timeout=60)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     resumed = _train(tmp_path, "trainer.max_steps=12", "trainer.val_check_interval=3", f"ckpt_path={ckpt}")
-    _, err = resumed.communicate(timeout=600)
+    _, err = resumed.communicate(timeout=1200)
     assert resumed.returncode == 0, err[-3000:]
     client, (run,) = _runs(tmp_path)
     assert run.info.status == "FINISHED"
@@ -88,7 +88,7 @@ def test_a_crashed_multirun_closes_its_parent_with_the_worst_status(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ggevo.train", "-m", "experiment=smoke", "optimizer.weight_bound=10,-1",
          f"logger.tracking_uri=sqlite:///{tmp_path / 'm.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: optimizer.weight_bound: ")
     _, runs = _runs(tmp_path)
