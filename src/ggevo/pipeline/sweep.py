@@ -16,10 +16,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from ggevo.cli import fail
 from ggevo.pipeline.paths import rooted
 from ggevo.pipeline.recorder import children_statuses, close_run, open_parent, worst_status
 from ggevo.pipeline.store import check_store, tracking_uri
 from ggevo.pipeline.tracking import PARENT_ENV
+from ggevo.pipeline.validate import ConfigError
 
 
 def swept_keys(cfg: DictConfig) -> list[str]:
@@ -38,7 +40,10 @@ class MlflowSweepCallback(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_store(config)  # an unreachable or missing store fails here, in one line, before any job
+        try:
+            check_store(config)  # an unreachable or missing store fails here, in one line, before any job
+        except ConfigError as err:
+            fail(err)
         self.uri = tracking_uri(config)
         keys = swept_keys(config)
         preset = str(config.get("experiment_name") or "default")
