@@ -98,8 +98,8 @@ class GradientModule(pl.LightningModule):
             self._prune(self.starts.index(step))
         loss = self.loss_fn(self.model(x), (x, y))
         if self.first_loss is None:
-            self.first_loss = float(loss)
-        if not torch.isfinite(loss) or float(loss) > DIVERGED * abs(self.first_loss):
+            self.first_loss = float(loss.detach())
+        if not torch.isfinite(loss) or float(loss.detach()) > DIVERGED * abs(self.first_loss):
             raise FloatingPointError(f"optimizer.lr: training diverged (loss {float(loss):.4g} at step {step}, "
                                      f"{self.first_loss:.4g} at the start): lower the learning rate")
         return loss
