@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ggevo.pipeline.train import _instantiate_model
+from ggevo.pipeline.build import build_model
 from ggevo.pipeline.validate import validate
 from tests.conftest import ROOT
 
@@ -42,7 +42,7 @@ def test_preset_composes_validates_and_builds_its_model(preset):
         validate(_compose(f"experiment={preset}", *point))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
-    model = _instantiate_model(model_cfg)
+    model = build_model(model_cfg)
     x = torch.zeros(2, int(cfg.data.features))
     out = model(x)
     if task == "classification":

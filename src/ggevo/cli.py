@@ -9,7 +9,9 @@ import hydra
 from omegaconf import DictConfig
 
 from ggevo.data.sources import DataConfigError, DataUnavailableError
-from ggevo.pipeline.paths import config_dir
+from ggevo.pipeline.interrupts import RunKilled
+from ggevo.pipeline.paths import config_dir, rooted
+from ggevo.pipeline.store import writable
 from ggevo.pipeline.validate import ConfigError
 
 # FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
@@ -21,6 +23,15 @@ def fail(err: BaseException) -> None:
     sys.exit(2)
 
 
+def check_output_overrides(argv: list[str]) -> None:
+    """``hydra.run.dir=`` / ``hydra.sweep.dir=`` on the command line can be written (Hydra itself
+    would fail there with a traceback, before the task starts)."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            writable(rooted(value), key, "output folder")
+
+
 def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
     """A console-script ``main`` running ``task(cfg)`` on the project's composed config."""
 
@@ -29,11 +40,18 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
             return task(cfg)
         except USER_ERRORS as err:
             fail(err)
+        except RunKilled as err:
+            print(f"killed: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:  # before any record was opened
+            print("interrupted: nothing recorded", file=sys.stderr)
+            sys.exit(130)
 
     def main() -> None:
         try:
             conf = config_dir()
-        except FileNotFoundError as err:
+            check_output_overrides(sys.argv[1:])
+        except (FileNotFoundError, ConfigError) as err:
             fail(err)
         hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(guarded)()
 

@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 
 from ggevo.pipeline.paths import project_root
 from ggevo.pipeline.sweep import MlflowSweepCallback
-from ggevo.pipeline.tracking import EXPERIMENT_KIND, PARENT_ENV, ensure_experiment
+from ggevo.pipeline.recorder import ensure_experiment
+from ggevo.pipeline.tracking import EXPERIMENT_KIND, PARENT_ENV
 from tests.conftest import ROOT
 
 

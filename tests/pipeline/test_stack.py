@@ -10,7 +10,8 @@ import torch
 from ggevo.models.stacked import load_encoders
 from ggevo.pipeline.artifacts import choose_member, read_front_csv
 from ggevo.pipeline.stack import train_stack
-from ggevo.pipeline.train import build_data
+from ggevo.pipeline.build import build_data
+from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.validate import ConfigError
 
 STACK = ("model=stacked_ae", "~model.hidden", "model.widths=[784,16,8]", "data.limit=300",
@@ -74,8 +75,11 @@ class _CtrlCInLayer1(pl.Callback):
 
 def test_interrupted_stack_keeps_finished_layers_and_resumes(compose_cfg, tmp_path):
     cfg = compose_cfg(*STACK)
-    progress = train_stack(cfg, callbacks=[_CtrlCInLayer1()])
-    assert [done["layer"] for done in progress["layers"]] == [0]
+    with pytest.raises(RunKilled) as killed:
+        train_stack(cfg, callbacks=[_CtrlCInLayer1()])
+    assert killed.value.exit_code == 130 and "run_dir=" in str(killed.value)
+    progress = json.loads((tmp_path / "run" / "stack.json").read_text())
+    assert [done["layer"] for done in progress["layers"]] == [0] and progress["interrupted_layer"] == 1
     _, parent, children = _runs(cfg)
     assert parent.info.status == "KILLED" and [c.info.status for c in children] == ["FINISHED", "KILLED"]
     layer0_run = children[0].info.run_id

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.train import train
 from ggevo.pipeline.validate import ConfigError
 from tests.conftest import ROOT
@@ -78,7 +79,9 @@ class _CtrlC(pl.Callback):
 
 def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
     cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=100", run="killed")
-    train(cfg, callbacks=[_CtrlC()])
+    with pytest.raises(RunKilled) as killed:
+        train(cfg, callbacks=[_CtrlC()])
+    assert killed.value.exit_code == 130
     client, run = _only_run(cfg)
     assert run.info.status == "KILLED"
     assert "front.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -110,7 +113,7 @@ def test_cli_reports_bad_values_in_one_line(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even positive integer, got 7"
+    assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even integer ≥ 2, got 7"
 
 
 @pytest.mark.parametrize("override, message", [

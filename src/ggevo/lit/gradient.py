@@ -20,8 +20,12 @@ from torch.nn.utils import prune
 
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
-from ggevo.ea.front import hypervolume
+from ggevo.lit.status import point_status, publish
 from ggevo.lit.tasks import loss_for
+
+
+# a minibatch loss this many times the first one means the gradient steps diverged, whatever the task
+DIVERGED = 100.0
 
 
 def stage_bounds(budget: int, stages: int) -> list[int]:
@@ -29,6 +33,15 @@ def stage_bounds(budget: int, stages: int) -> list[int]:
     if stages < 1 or budget < stages:
         raise ValueError(f"need at least one step per pruning stage: budget {budget}, {stages} stages")
     return [k * (budget // stages) for k in range(stages)]
+
+
+def check_schedule(schedule: Sequence[float]) -> list[float]:
+    """The pruning schedule as floats: densities starting at 1.0 and falling, all positive."""
+    schedule = [float(d) for d in schedule]
+    if not schedule or schedule[0] != 1.0 or any(b >= a for a, b in zip(schedule, schedule[1:])) \
+            or schedule[-1] <= 0:
+        raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
+    return schedule
 
 
 class GradientModule(pl.LightningModule):
@@ -44,10 +57,7 @@ class GradientModule(pl.LightningModule):
         hv_ref: Sequence[float] = (1.1, 0.3),
     ):
         super().__init__()
-        schedule = [float(d) for d in schedule]
-        if not schedule or schedule[0] != 1.0 or any(b >= a for a, b in zip(schedule, schedule[1:])) \
-                or schedule[-1] <= 0:
-            raise ValueError(f"optimizer.prune_schedule: densities must start at 1.0 and fall, got {schedule}")
+        schedule = check_schedule(schedule)
         self.model = model
         self.task = task
         self.loss_fn = loss_for(task, model)
@@ -63,6 +73,7 @@ class GradientModule(pl.LightningModule):
         self.snapshots: list[torch.Tensor] = []
         self.snapshot_loss: list[float] = []
         self.first_front = None
+        self.first_loss: float | None = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())
@@ -86,8 +97,11 @@ class GradientModule(pl.LightningModule):
         if step in self.starts[1:]:
             self._prune(self.starts.index(step))
         loss = self.loss_fn(self.model(x), (x, y))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}: lower optimizer.lr")
+        if self.first_loss is None:
+            self.first_loss = float(loss.detach())
+        if not torch.isfinite(loss) or float(loss.detach()) > DIVERGED * abs(self.first_loss):
+            raise FloatingPointError(f"optimizer.lr: training diverged (loss {float(loss):.4g} at step {step}, "
+                                     f"{self.first_loss:.4g} at the start): lower the learning rate")
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -98,12 +112,7 @@ class GradientModule(pl.LightningModule):
             self.snapshots.append(self.effective().clone())
             self.snapshot_loss.append(loss)
         if density is not None:
-            metrics = {"generation": step, "evaluations": step, "nonfinite": 0, "loss/min": loss, "loss/knee": loss,
-                       "density/knee": density, "front/size": len(self.snapshots) or 1,
-                       "hypervolume": hypervolume(torch.tensor([[density, loss]]), self.hv_ref)}
-            if self.logger is not None:
-                self.logger.log_metrics(metrics, step=step)
-            self.log_dict(metrics, on_step=True, logger=False)  # for the progress display
+            publish(self, point_status(step, step, density, loss, len(self.snapshots) or 1, self.hv_ref), step)
 
     @property
     def has_front(self) -> bool:

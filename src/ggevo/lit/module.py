@@ -13,6 +13,7 @@ from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
 from ggevo.ea.front import knee
 from ggevo.ea.population import PopulationOptimizer
+from ggevo.lit.status import publish, status_metrics
 from ggevo.lit.tasks import extra_scores, loss_for
 
 
@@ -45,6 +46,9 @@ class EvolutionModule(pl.LightningModule):
         self._val_sums: dict[str, torch.Tensor] = {}
         self._val_count = 0
         self.val_losses: torch.Tensor | None = None
+        self.validated_step: int | None = None  # the last generation validated (saved in checkpoints)
+        self._owed_validation = False
+        self._catching_up = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -75,12 +79,9 @@ class EvolutionModule(pl.LightningModule):
         status = self.optimizers().step(closure=lambda: partial(self.evaluator, batch=(x, y)))
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()
-        metrics = {k: float(v) for k, v in status.items()}
-        # straight to the logger, so an interrupted run has logged every generation it finished;
-        # the step is the generation (1, 2, …), as is Lightning's global_step after the update
-        if self.logger is not None:
-            self.logger.log_metrics(metrics, step=status["generation"])
-        self.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
+        # the step is the generation (1, 2, …), as is Lightning's global_step after the update; straight to
+        # the recorder, so an interrupted run has recorded every generation it finished
+        publish(self, status_metrics(status), int(status["generation"]))
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -108,16 +109,31 @@ class EvolutionModule(pl.LightningModule):
         if "accuracy" in means:
             metrics |= {"val/accuracy_max": float(means["accuracy"].max()),
                         "val/accuracy_knee": float(means["accuracy"][k])}
-        self.log_dict(metrics)
+        publish(self, metrics, self.global_step, progress=not self._catching_up)  # Lightning's step lags one
+        self.validated_step = self.global_step
+
+    def on_train_start(self) -> None:
+        """A run resumed from a checkpoint taken before its step's validation finished validates that step now."""
+        if not self._owed_validation:
+            return
+        self._owed_validation, self._catching_up = False, True
+        self.on_validation_epoch_start()
+        for i, batch in enumerate(self.trainer.datamodule.val_dataloader()):
+            self.validation_step(self.transfer_batch_to_device(batch, self.device, 0), i)
+        self.on_validation_epoch_end()
+        self._catching_up = False
 
     # -------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ggevo"] = {"first_front": self.first_front}
+        checkpoint["ggevo"] = {"first_front": self.first_front, "validated_step": self.validated_step}
         if self.logger is not None and getattr(self.logger, "run_id", None):
             checkpoint["ggevo"]["mlflow_run_id"] = self.logger.run_id
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.first_front = checkpoint.get("ggevo", {}).get("first_front")
+        interval, step = getattr(self._trainer, "val_check_interval", None), checkpoint["global_step"]
+        self._owed_validation = (isinstance(interval, int) and step > 0 and step % interval == 0
+                                 and checkpoint.get("ggevo", {}).get("validated_step") != step)
         # The generation count is the authority on where the minibatch stream stands: a resumed
         # run continues with the batch the interrupted one would have drawn next. (This hook
         # runs before Lightning starts iterating, and prefetching, the training data.)

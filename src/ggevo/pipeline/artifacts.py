@@ -49,7 +49,8 @@ def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor
 
 
 def write_front_csv(path: Path, table: dict[str, torch.Tensor]) -> None:
-    columns = [c for c in (*COLUMNS, *OPTIONAL) if c in table]
+    known = (*COLUMNS, *OPTIONAL)
+    columns = [c for c in known if c in table] + [c for c in table if c not in known]  # then any handed in
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)

@@ -10,10 +10,8 @@ accuracy is that of the sparse network the front offers.
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -103,16 +101,15 @@ def downstream_accuracy(model: nn.Module, member: torch.Tensor, data: ArrayDataM
     return out
 
 
-def record_downstream(model: nn.Module, X: torch.Tensor, table: dict, data: ArrayDataModule, select: str,
-                      seeds: list[int], recipe: FineTune, out: Path) -> dict[str, float]:
-    """CCR of the front member (row of ``X`` (k×D) and ``table``) that ``select`` picks; writes
-    ``out/downstream.json`` and returns the ``downstream/*`` metrics to log."""
+def downstream_record(model: nn.Module, X: torch.Tensor, table: dict, data: ArrayDataModule, select: str,
+                      seeds: list[int], recipe: FineTune) -> tuple[dict[str, float], dict]:
+    """CCR of the front member (row of ``X`` (k×D) and ``table``) that ``select`` picks; returns the
+    ``downstream/*`` metrics to log and the record for ``downstream.json``."""
     i = choose_member(table, select)
     density = float(table["density"][i])
     result = downstream_accuracy(model, X[i], data, seeds, recipe)
     record = {"select": select, "member": i, "density": density, "train_loss": float(table["train_loss"][i]),
               "seeds": seeds, "recipe": asdict(recipe), **result}
-    (out / "downstream.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"downstream accuracy ({select}, density {density:.3f}): "
           f"{result['test_accuracy_mean']:.4f} ± {result['test_accuracy_std']:.4f} over {len(seeds)} seeds")
-    return {"downstream/density": density} | {f"downstream/{k}": v for k, v in result.items()}
+    return {"downstream/density": density} | {f"downstream/{k}": v for k, v in result.items()}, record

@@ -11,15 +11,15 @@ import csv
 import json
 from pathlib import Path
 
-import mlflow
 import torch
 from omegaconf import OmegaConf
 
 from ggevo.cli import USER_ERRORS, fail
 from ggevo.pipeline.artifacts import DENSITY_BUDGETS, choose_member, read_front_csv, split_scores
-from ggevo.pipeline.downstream import FineTune, record_downstream
-from ggevo.pipeline.tracking import tracking_uri
-from ggevo.pipeline.train import build
+from ggevo.pipeline.build import build
+from ggevo.pipeline.downstream import FineTune, downstream_record
+from ggevo.pipeline.recorder import add_to_run
+from ggevo.pipeline.store import tracking_uri
 
 
 def load_run(run_dir: Path):
@@ -33,13 +33,8 @@ def load_run(run_dir: Path):
 
 
 def _log(cfg, front: dict, metrics: dict[str, float], *artifacts: Path) -> None:
-    run_id = front.get("mlflow_run_id")
-    if run_id:
-        client = mlflow.tracking.MlflowClient(tracking_uri(cfg))
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        for path in artifacts:
-            client.log_artifact(run_id, str(path))
+    if front.get("mlflow_run_id"):
+        add_to_run(tracking_uri(cfg), front["mlflow_run_id"], metrics, files=list(artifacts))
 
 
 def evaluate_run(run_dir: Path) -> dict[str, float]:
@@ -76,7 +71,8 @@ def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: Fi
     """CCR of the member ``select`` picks; writes ``downstream.json`` and logs ``downstream/*`` to MLflow."""
     cfg, module, data, front = load_run(run_dir)
     table = read_front_csv(run_dir / "front.csv")
-    metrics = record_downstream(module.evaluator.flat.module, front["X"], table, data, select, seeds, recipe, run_dir)
+    metrics, record = downstream_record(module.evaluator.flat.module, front["X"], table, data, select, seeds, recipe)
+    (run_dir / "downstream.json").write_text(json.dumps(record, indent=2) + "\n")
     _log(cfg, front, metrics, run_dir / "downstream.json")
     return metrics
 
@@ -96,6 +92,8 @@ def main() -> None:
     recipe = FineTune(epochs=args.epochs, lr=args.lr, momentum=args.momentum, keep_zeros=not args.release_zeros)
     try:
         for run_dir in args.run_dirs:
+            if args.downstream:  # a selection that picks nothing fails before anything is written
+                choose_member(read_front_csv(run_dir.resolve() / "front.csv"), args.select)
             metrics = evaluate_run(run_dir.resolve())
             if args.downstream:
                 metrics |= evaluate_downstream(run_dir.resolve(), args.select, list(range(args.seeds)), recipe)

@@ -15,16 +15,16 @@ import argparse
 import json
 from pathlib import Path
 
-import mlflow
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
 from ggevo.cli import USER_ERRORS, fail
 from ggevo.ea.flat import FlatParams
 from ggevo.pipeline.artifacts import choose_member, read_front_csv
-from ggevo.pipeline.tracking import tracking_uri
+from ggevo.pipeline.build import build_model
+from ggevo.pipeline.recorder import add_to_run
+from ggevo.pipeline.store import tracking_uri
 
 
 def sparse_form(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -35,7 +35,7 @@ def sparse_form(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_exported(path: Path | str) -> nn.Module:
     """The exported model, rebuilt from its config and loaded with its weights (zeros included)."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    model = instantiate(saved["model"])
+    model = build_model(saved["model"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
@@ -51,7 +51,7 @@ def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) 
     i = choose_member(table, select)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
-    model = instantiate(model_cfg)
+    model = build_model(model_cfg)
     FlatParams(model).load_(front["X"][i])
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out = out or run_dir / "export"
@@ -65,9 +65,9 @@ def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) 
               "metrics": {k: v[i] for k, v in table.items() if k != "knee"}}
     (out / "model.json").write_text(json.dumps(record, indent=2) + "\n")
     if front.get("mlflow_run_id"):
-        client = mlflow.tracking.MlflowClient(tracking_uri(cfg))
-        for name in ("model.pt", "model_sparse.pt", "model.json"):
-            client.log_artifact(front["mlflow_run_id"], str(out / name), artifact_path=f"export/{select}")
+        add_to_run(tracking_uri(cfg), front["mlflow_run_id"],
+                   files=[out / name for name in ("model.pt", "model_sparse.pt", "model.json")],
+                   artifact_path=f"export/{select}")
     return record
 
 

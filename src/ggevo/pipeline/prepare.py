@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ggevo.cli import hydra_entry
+from ggevo.pipeline.build import unprepared_data
 from ggevo.pipeline.paths import rooted
 
 
 def prepare(cfg: DictConfig) -> str:
     """Write ``<data.data_dir>/<data.name>.npz``; returns its path."""
-    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)), prepared=None)
+    data = unprepared_data(cfg)
     path = rooted(cfg.data.data_dir) / f"{cfg.data.name}.npz"
     data.save_prepared(path)
     sizes = {s: len(data.split_arrays()[s][0]) for s in ("train", "val", "test")}

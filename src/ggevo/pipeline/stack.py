@@ -14,7 +14,6 @@ import json
 import shutil
 from pathlib import Path
 
-import mlflow
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
@@ -25,22 +24,15 @@ from ggevo.models.stacked import StackedAutoencoder
 from ggevo.pipeline.artifacts import choose_member, read_front_csv
 from ggevo.pipeline.export import export_member
 from ggevo.pipeline.stack_report import save_stack_model, stack_plot, stack_table
-from ggevo.pipeline.sweep import experiment_id
-from ggevo.pipeline.tracking import sweep_parent, tracking_uri
-from ggevo.pipeline.train import build_data, is_evolutionary, run_dir, train
+from ggevo.pipeline.build import build_data
+from ggevo.pipeline.interrupts import RunKilled
+from ggevo.pipeline.recorder import add_to_run, close_run, failure_reason, open_parent, reopen
+from ggevo.pipeline.store import check_store, tracking_uri
+from ggevo.pipeline.tracking import sweep_parent
+from ggevo.pipeline.train import is_evolutionary, run_dir, train
 from ggevo.pipeline.validate import ConfigError, validate
 
 _KEPT = ("final/hypervolume", "final/train_loss_best", "final/density_at_best", "wall_time_s")
-
-
-class _Interrupted(pl.Callback):
-    """Remembers whether the layer's training was interrupted (Ctrl-C), which ``train`` survives."""
-
-    def __init__(self) -> None:
-        self.seen = False
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.seen = True
 
 
 def stack_widths(cfg: DictConfig) -> list[int]:
@@ -75,21 +67,18 @@ def _load_progress(out: Path, widths: list[int], select: str) -> dict:
     return progress
 
 
-def _parent_run(cfg: DictConfig, progress: dict, widths: list[int]) -> tuple[mlflow.tracking.MlflowClient, str]:
+def _parent_run(cfg: DictConfig, progress: dict, widths: list[int]) -> str:
     """The stack's MLflow parent run: reopened on a resume, else created (itself nested under a sweep's)."""
-    client = mlflow.tracking.MlflowClient(tracking_uri(cfg))
     if progress["parent_run_id"]:
-        client.update_run(progress["parent_run_id"], status="RUNNING")
-        return client, progress["parent_run_id"]
+        reopen(tracking_uri(cfg), progress["parent_run_id"])
+        return progress["parent_run_id"]
     preset = str(cfg.get("experiment_name") or "default")
     tags = {"ggevo.role": "stack", "experiment_preset": preset, "dataset": str(cfg.data.name),
             "ggevo.stack.widths": "-".join(map(str, widths)), "ggevo.stack.select": str(cfg.stack.select)}
     if sweep_parent():
         tags["mlflow.parentRunId"] = sweep_parent()
-    run = client.create_run(experiment_id(client, cfg), run_name=f"stack {preset} {tags['ggevo.stack.widths']}",
-                            tags=tags)
-    progress["parent_run_id"] = run.info.run_id
-    return client, run.info.run_id
+    progress["parent_run_id"] = open_parent(cfg, f"stack {preset} {tags['ggevo.stack.widths']}", tags)
+    return progress["parent_run_id"]
 
 
 def _layer_config(cfg: DictConfig, layer: int, previous: list[str], folder: Path, parent: str,
@@ -144,14 +133,13 @@ def _finished_layer(select: str, variance: float, layer: int, out: Path) -> dict
     return done
 
 
-def _finish(cfg: DictConfig, out: Path, progress: dict, client: mlflow.tracking.MlflowClient, parent: str) -> None:
+def _finish(cfg: DictConfig, out: Path, progress: dict, parent: str) -> None:
     files = [out / "stack.json", out / "stack.md", out / "stack_fronts.png", out / "stack_model.pt"]
     stack_table(files[1], progress, str(cfg.get("experiment_name") or "stack"))
     stack_plot(files[2], out, progress)
     save_stack_model(files[3], out, progress)
-    for path in files:
-        client.log_artifact(parent, str(path))
-    client.set_terminated(parent, "FINISHED")
+    add_to_run(tracking_uri(cfg), parent, files=files)
+    close_run(tracking_uri(cfg), parent, "FINISHED")
     print(f"stack {'-'.join(map(str, progress['widths']))} done: {files[1]}, {files[2]}; every passed-up "
           f"encoder in {files[3]} (ggevo.models.stacked.load_encoders reads it)")
 
@@ -164,7 +152,9 @@ def train_stack(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     progress = _load_progress(out, widths, str(cfg.stack.select))
     data = build_data(cfg)  # for the variance of each layer's input; missing data fails before any run opens
-    client, parent = _parent_run(cfg, progress, widths)
+    check_store(cfg)
+    parent = _parent_run(cfg, progress, widths)
+    uri = tracking_uri(cfg)
     save = lambda: (out / "stack.json").write_text(json.dumps(progress, indent=2) + "\n")  # noqa: E731
     save()
     previous = [str(out / done["passed_up"]) for done in progress["layers"]]
@@ -174,30 +164,28 @@ def train_stack(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> 
     for layer in range(len(progress["layers"]), len(widths) - 1):
         folder = out / f"layer_{layer}"
         print(f"layer {layer} of {len(widths) - 1}: {widths[layer]}→{widths[layer + 1]} in {folder}")
-        watch = _Interrupted()
         layer_cfg = _layer_config(cfg, layer, previous, folder, parent, resume=progress["interrupted_layer"] == layer)
         try:
-            train(layer_cfg, callbacks=[watch, *(callbacks or [])])
-        except BaseException:
-            client.set_terminated(parent, "FAILED")
-            raise
-        if watch.seen:
+            train(layer_cfg, callbacks=list(callbacks or []))
+        except RunKilled as killed:
             progress["interrupted_layer"] = layer
             save()
-            client.set_terminated(parent, "KILLED")
-            print(f"stack interrupted in layer {layer}; resume with: ggevo-stack <same overrides> run_dir={out}")
-            return progress
+            close_run(uri, parent, "KILLED", "interrupted")
+            raise RunKilled(f"stack interrupted in layer {layer}; resume with: ggevo-stack <same overrides> "
+                            f"run_dir={out}", killed.exit_code) from None
+        except BaseException as err:
+            close_run(uri, parent, "FAILED", failure_reason(err))
+            raise
         done = _finished_layer(cfg.stack.select, input_variance(data, widths, layer, previous), layer, out)
         progress["layers"].append(done)
         progress["interrupted_layer"] = None
         previous.append(str(out / done["passed_up"]))
         save()
-        for key, value in done.items():
-            if isinstance(value, float):
-                client.log_metric(parent, f"layer{layer}/{key.removeprefix('final/')}", value)
+        add_to_run(uri, parent, {f"layer{layer}/{k.removeprefix('final/')}": v
+                                 for k, v in done.items() if isinstance(v, float)})
         print(f"layer {layer} passes up its {cfg.stack.select} (density {done['density']:.3f}): train MSE "
               f"{done['train_loss']:.5f}, {done['unexplained_variance']:.1%} of its input's variance unexplained")
-    _finish(cfg, out, progress, client, parent)
+    _finish(cfg, out, progress, parent)
     return progress
 
 

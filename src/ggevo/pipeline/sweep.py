@@ -7,27 +7,27 @@ workers do not (they inherit the environment of ``ray start``), nor do SLURM job
 so ``send_to_jobs`` writes the variables into the launcher's config: Ray's runtime environment
 (``ray.remote.runtime_env.env_vars``) and submitit's ``setup`` commands (``export …`` before each
 job, SLURM and submitit's local executor alike). ``train`` tags each job's run with
-``mlflow.parentRunId``.
+``mlflow.parentRunId``. The parent ends with the worst status of its children (FAILED over KILLED
+over FINISHED), also when the multirun itself dies.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
 from typing import Any
 
-import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ggevo.cli import fail
 from ggevo.pipeline.paths import project_root, rooted
-from ggevo.pipeline.tracking import PARENT_ENV, artifact_location, ensure_experiment, tracking_uri
-
-
-def experiment_id(client: mlflow.tracking.MlflowClient, cfg: DictConfig) -> str:
-    """The id of ``logger.experiment_name``, created if new."""
-    return ensure_experiment(client, cfg.logger.experiment_name, artifact_location(cfg))
+from ggevo.pipeline.recorder import children_statuses, close_run, open_parent, worst_status
+from ggevo.pipeline.store import check_store, tracking_uri
+from ggevo.pipeline.tracking import PARENT_ENV
+from ggevo.pipeline.validate import ConfigError
 
 
 def swept_keys(cfg: DictConfig) -> list[str]:
@@ -66,31 +66,43 @@ class MlflowSweepCallback(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_store(config)  # an unreachable or missing store fails here, in one line, before any job
+        except ConfigError as err:
+            fail(err)
         self.uri = tracking_uri(config)
-        client = mlflow.tracking.MlflowClient(self.uri)
         keys = swept_keys(config)
         preset = str(config.get("experiment_name") or "default")
-        run = client.create_run(
-            experiment_id(client, config),
-            run_name=f"sweep {preset}",
-            tags={"ggevo.role": "sweep", "ggevo.sweep.params": ",".join(keys), "experiment_preset": preset,
-                  "dataset": str(config.data.name)},
-        )
-        self.run_id = run.info.run_id
+        self.run_id = open_parent(config, f"sweep {preset}", {
+            "ggevo.role": "sweep", "ggevo.sweep.params": ",".join(keys), "experiment_preset": preset,
+            "dataset": str(config.data.name)})
         os.environ[PARENT_ENV] = self.run_id  # jobs in this process and its children (basic, joblib)
         send_to_jobs(config.hydra.launcher, job_env(self.uri, self.run_id))  # jobs elsewhere (Ray, SLURM)
+        atexit.register(self._close_abandoned)
         print(f"sweep over {', '.join(keys) or 'nothing'}: MLflow parent run {self.run_id} in experiment "
               f"'{config.logger.experiment_name}' at {self.uri}; report: ggevo-report --parent {self.run_id}",
               flush=True)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def _close(self, extra: list[str]) -> None:
         if self.run_id is None:
             return
-        client = mlflow.tracking.MlflowClient(self.uri)
-        client.set_terminated(self.run_id, "FINISHED")
+        run_id, self.run_id = self.run_id, None
         os.environ.pop(PARENT_ENV, None)
-        if config.get("sweep_record"):
+        status = worst_status(children_statuses(self.uri, run_id) + extra)
+        close_run(self.uri, run_id, status, None if status == "FINISHED" else f"worst job status {status}")
+
+    def _close_abandoned(self) -> None:
+        """The multirun died before its end (a job failed or was interrupted): worst of the jobs, at least FAILED
+        unless a job was KILLED."""
+        if self.run_id is not None:
+            statuses = children_statuses(self.uri, self.run_id)
+            self._close([] if "KILLED" in statuses else ["FAILED"])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        run_id = self.run_id
+        self._close([])
+        if run_id is not None and config.get("sweep_record"):
             path = rooted(config.sweep_record)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"parent_run_id": self.run_id,
+            path.write_text(json.dumps({"parent_run_id": run_id,
                                         "experiment_preset": str(config.get("experiment_name"))}, indent=2) + "\n")

@@ -1,17 +1,14 @@
-"""MLflow for every run: flattened config as params, provenance tags, metrics, artifacts."""
+"""What a run's record holds besides its results: the flattened config as params, provenance tags."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
-import mlflow
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import MLFlowLogger
 
-from ggevo.pipeline.paths import default_tracking_uri, project_root
+from ggevo.pipeline.paths import project_root
 
 PARENT_ENV = "GGEVO_SWEEP_PARENT"  # the multirun's parent run id, set by pipeline.sweep
 
@@ -82,49 +79,3 @@ def sweep_parent() -> str | None:
     except ValueError:  # not running under Hydra
         return None
     return os.environ.get(PARENT_ENV)
-
-
-def tracking_uri(cfg: DictConfig) -> str:
-    """``logger.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store."""
-    return cfg.logger.get("tracking_uri") or default_tracking_uri()
-
-
-def artifact_location(cfg: DictConfig) -> str | None:
-    """Where a new experiment keeps artifacts: ``logger.artifact_location``, else for a SQLite store the
-    folder ``mlartifacts`` beside its database file, else the tracking server's default."""
-    location = cfg.logger.get("artifact_location")
-    uri = tracking_uri(cfg)
-    if location is None and uri.startswith("sqlite:///"):
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
-    return location
-
-
-def ensure_experiment(client: mlflow.tracking.MlflowClient, name: str, artifact_location: str | None) -> str:
-    """The id of experiment ``name``, created if new; every experiment ggevo records into carries
-    ``EXPERIMENT_KIND`` (an older one without a kind gets it)."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
-        except mlflow.exceptions.MlflowException:  # a parallel job created it first
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    for key, value in EXPERIMENT_KIND.items():
-        if key not in exp.tags:
-            client.set_experiment_tag(exp.experiment_id, key, value)
-    return exp.experiment_id
-
-
-def make_logger(cfg: DictConfig, run_id: str | None = None) -> MLFlowLogger:
-    """An MLFlowLogger on ``logger.tracking_uri`` (default: the project's SQLite store)."""
-    ensure_experiment(mlflow.tracking.MlflowClient(tracking_uri(cfg)), cfg.logger.experiment_name,
-                      artifact_location(cfg))
-    return MLFlowLogger(
-        experiment_name=cfg.logger.experiment_name,
-        run_name=cfg.logger.get("run_name"),
-        tracking_uri=tracking_uri(cfg),
-        tags=None if run_id else run_tags(cfg),
-        artifact_location=artifact_location(cfg),
-        run_id=run_id,
-    )

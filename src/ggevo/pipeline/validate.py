@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
+import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ggevo.data.sources import DATASETS
-from ggevo.ea.gemonn import CROSSOVERS, GEMONN, MUTATIONS
 from ggevo.ea.population import PopulationOptimizer
+from ggevo.lit.gradient import check_schedule
 from ggevo.lit.tasks import TASKS
 
 
@@ -30,13 +33,6 @@ def _require_selection(rule, key: str) -> None:
              f"must be knee, best or density<=B, got {rule!r}")
 
 
-def _validate_gradient(o: DictConfig) -> None:
-    _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
-    schedule = o.get("prune_schedule") or [1.0]
-    _require(schedule[0] == 1.0 and all(b < a for a, b in zip(schedule, schedule[1:])) and schedule[-1] > 0,
-             "optimizer.prune_schedule", f"densities must start at 1.0 and fall, got {list(schedule)}")
-
-
 def evolves_population(o: DictConfig) -> bool:
     """Whether ``o._target_`` is a population optimizer (GEMONN, pymoo's NSGA-II, any
     ``PopulationOptimizer``) rather than a gradient optimizer such as ``torch.optim.Adam``."""
@@ -47,19 +43,32 @@ def evolves_population(o: DictConfig) -> bool:
     return isinstance(cls, type) and issubclass(cls, PopulationOptimizer)
 
 
-def _validate_population(o: DictConfig) -> None:
-    _require(_is_int(o.pop_size) and o.pop_size > 0 and o.pop_size % 2 == 0, "optimizer.pop_size",
-             f"must be an even positive integer, got {o.pop_size!r}")
-    _require(o.eta >= 0, "optimizer.eta", f"the SBX distribution index must be non-negative, got {o.eta}")
-    _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
-             f"must be true or false, got {o.get('reevaluate_parents')!r}")
+def optimizer_arguments(o: DictConfig) -> dict:
+    """``o`` without the keys its optimizer does not take (a preset written for GEMONN may set
+    ``pop_size`` or ``compile``, which Adam or pymoo's NSGA-II lack) and without ``prune_schedule``."""
+    opt = OmegaConf.to_container(o, resolve=True)
+    accepted = set(inspect.signature(get_class(opt["_target_"])).parameters)
+    return {k: v for k, v in opt.items() if k.startswith("_") or k in accepted}
 
 
-def _validate_gemonn(o: DictConfig) -> None:
-    _require(0 <= o.sparsity_preservation <= 1, "optimizer.sparsity_preservation",
-             f"must be a probability in [0, 1], got {o.sparsity_preservation}")
-    _require(o.crossover in CROSSOVERS, "optimizer.crossover", f"must be one of {CROSSOVERS}, got {o.crossover!r}")
-    _require(o.mutation in MUTATIONS, "optimizer.mutation", f"must be one of {MUTATIONS}, got {o.mutation!r}")
+def _validate_optimizer(o: DictConfig) -> None:
+    """Every option is checked by the optimizer itself, once: here it is built on a stand-in parameter."""
+    population = evolves_population(o)
+    args = {k: v for k, v in optimizer_arguments(o).items() if not k.startswith("_")}
+    try:
+        get_class(str(o._target_))([torch.nn.Parameter(torch.zeros(2))], **args)
+    except (ValueError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(message if message.startswith("optimizer.") else f"optimizer: {message}") from None
+    if population:
+        _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
+                 f"must be true or false, got {o.get('reevaluate_parents')!r}")
+    else:
+        _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
+        try:
+            check_schedule(o.get("prune_schedule") or [1.0])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -68,12 +77,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
              f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
     _require("_target_" in o, "optimizer", "needs a _target_")
-    if evolves_population(o):
-        _validate_population(o)
-        if issubclass(get_class(str(o._target_)), GEMONN):
-            _validate_gemonn(o)
-    else:
-        _validate_gradient(o)
+    _validate_optimizer(o)
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")
@@ -96,3 +100,8 @@ def validate(cfg: DictConfig) -> None:
         _require_selection(cfg.stack.select, "stack.select")
     _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
              f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
+    chunk = cfg.evaluation.get("chunk_size")
+    _require(chunk is None or (_is_int(chunk) and chunk > 0), "evaluation.chunk_size",
+             f"must be null or a positive integer, got {chunk!r}")
+    _require(_is_int(cfg.checkpoint.every_n_steps) and cfg.checkpoint.every_n_steps > 0, "checkpoint.every_n_steps",
+             f"must be a positive number of generations, got {cfg.checkpoint.every_n_steps!r}")

@@ -1,0 +1,252 @@
+"""The one way out: the only code that writes a run's MLflow record and its run folder.
+
+``Recorder`` is a Lightning logger built from the ``logger`` config. It is handed values —
+params, tags, each generation's status dict, validation scores, the final front's files and
+metrics — and never reaches back into the optimizer or the data. Its record is true or absent:
+
+- every write is whole (a Ctrl-C or SIGTERM during it waits for its end, ``interrupts.shielded``);
+- on a resume it reopens the same run and skips every (metric, step) already stored, so each
+  generation appears exactly once however often it was replayed;
+- the run ends FINISHED only through ``close("FINISHED")`` after the front and its files are
+  stored; a failure closes it FAILED with a one-line ``ggevo.failure`` tag, an interruption KILLED.
+
+Sweep and stack parent runs, and files added to a finished run (export, test evaluation), go
+through the functions at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from filelock import FileLock
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from pytorch_lightning.loggers.logger import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from ggevo.pipeline.interrupts import shielded
+from ggevo.pipeline.store import artifact_location, sqlite_path, tracking_uri
+from ggevo.pipeline.tracking import EXPERIMENT_KIND
+
+STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
+Writer = Callable[[Path], None]
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on the store ``uri``. A SQLite schema is created or upgraded under a file lock beside
+    the database, so runs starting together on a fresh store cannot both migrate it (MLflow's
+    migration run twice at once left stores corrupt for good)."""
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    with FileLock(str(db) + ".lock", timeout=600):
+        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
+        client.search_experiments(max_results=1)
+    return client
+
+
+def experiment_artifact_location(cfg: DictConfig) -> tuple[str | None, str]:
+    """Where this run's artifacts would go (the experiment's location if it exists) and the setting naming it."""
+    exp = open_store(tracking_uri(cfg)).get_experiment_by_name(str(cfg.logger.experiment_name))
+    if exp is None:
+        return artifact_location(cfg), "logger.artifact_location"
+    return exp.artifact_location, f"experiment '{exp.name}' artifact location"
+
+
+def unique_run_name(prefix: str) -> str:
+    """``<prefix>-<8 hex digits>`` from the operating system's randomness (never the training seed)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line naming what went wrong, for the ``ggevo.failure`` tag."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+
+
+def ensure_experiment(client, name: str, location: str | None) -> str:
+    """The id of experiment ``name``, created if new (another run may create it at the same moment);
+    every experiment ggevo records into carries ``EXPERIMENT_KIND`` (an older one without a kind gets
+    it; a kind a user set stays)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        except MlflowException:  # another run created it in the meantime
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
+
+
+def write_atomically(path: Path, writer: Writer) -> None:
+    """``writer`` writes a temporary file beside ``path``, which then replaces ``path`` in one step."""
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    writer(tmp)
+    os.replace(tmp, path)
+
+
+class Recorder(Logger):
+    """Writes one training run: MLflow (params, tags, metrics, artifacts, status) and its run folder ``out``."""
+
+    def __init__(self, cfg: DictConfig, out: Path):
+        super().__init__()
+        self.uri = tracking_uri(cfg)
+        self.experiment_name = str(cfg.logger.experiment_name)
+        self.location = artifact_location(cfg)
+        self.run_name = cfg.logger.get("run_name")
+        self.out = Path(out)
+        self._client = None
+        self._run_id: str | None = None
+        self._stored: set[tuple[str, int]] = set()
+        self.closed: str | None = None
+
+    # ------------------------------------------------------------------ Lightning's Logger
+    @property
+    def name(self) -> str:
+        return self.experiment_name
+
+    @property
+    def version(self) -> str | None:
+        return self._run_id
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.out)
+
+    @property
+    def experiment(self) -> Recorder:
+        return self
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        """Lightning's own hyperparameters are not recorded: ``open`` stores the whole config as params."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Each (metric, step) once: those a resumed run stored before its interruption are skipped."""
+        step = int(step or 0)
+        now = int(time.time() * 1000)
+        fresh = [Metric(k, float(v), now, step) for k, v in metrics.items() if (k, step) not in self._stored]
+        if not fresh or self._run_id is None:
+            return
+        with shielded():
+            for i in range(0, len(fresh), 1000):
+                self._client.log_batch(self._run_id, metrics=fresh[i:i + 1000])
+            self._stored.update((m.key, step) for m in fresh)
+
+    def finalize(self, status: str) -> None:
+        """Lightning's end of fit; the run's status is set by ``close`` alone, once the record is whole."""
+
+    # ------------------------------------------------------------------ the run
+    def open(self, params: Mapping[str, str], tags: Mapping[str, str], run_id: str | None = None) -> str:
+        """Create the run (unique name, params, tags) or reopen ``run_id``; returns the run id."""
+        self._client = open_store(self.uri)
+        with shielded():
+            if run_id is not None:
+                self._client.update_run(run_id, status="RUNNING")
+                self._run_id = run_id
+                self._stored = self._stored_steps(run_id)
+                return run_id
+            exp = ensure_experiment(self._client, self.experiment_name, self.location)
+            name = self.run_name or unique_run_name(str(tags.get("experiment_preset", "run")))
+            run = self._client.create_run(exp, run_name=name, tags=dict(tags))
+            self._run_id = run.info.run_id
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self._client.log_batch(self._run_id, params=items[i:i + 100])
+        return self._run_id
+
+    def _stored_steps(self, run_id: str) -> set[tuple[str, int]]:
+        keys = self._client.get_run(run_id).data.metrics
+        return {(k, m.step) for k in keys for m in self._client.get_metric_history(run_id, k)}
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Extra tags handed in (data provenance, the evaluation strategy chosen, …)."""
+        if tags and self._run_id is not None:
+            with shielded():
+                self._client.log_batch(self._run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def write(self, files: Mapping[str, Writer], artifact_path: str | None = None) -> list[Path]:
+        """Each ``name → writer`` written whole into the run folder, then stored as an artifact."""
+        paths = []
+        for name, writer in files.items():
+            path = self.out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, writer)
+            paths.append(path)
+        if self._run_id is not None:
+            with shielded():
+                for path in paths:
+                    self._client.log_artifact(self._run_id, str(path), artifact_path=artifact_path)
+        return paths
+
+    def close(self, status: str, reason: str | None = None) -> None:
+        """End the run FINISHED, KILLED or FAILED; ``reason`` (one line) goes to the ``ggevo.failure`` tag."""
+        if self._run_id is None or self.closed is not None:
+            return
+        with shielded():
+            if reason:
+                self._client.set_tag(self._run_id, "ggevo.failure", reason)
+            self._client.set_terminated(self._run_id, status)
+        self.closed = status
+
+
+# ---------------------------------------------------------------------- parent runs and added files
+def open_parent(cfg: DictConfig, name: str, tags: Mapping[str, str]) -> str:
+    """A parent run (a sweep's, a stack's) in ``logger.experiment_name``; returns its id."""
+    client = open_store(tracking_uri(cfg))
+    exp = ensure_experiment(client, str(cfg.logger.experiment_name), artifact_location(cfg))
+    with shielded():
+        return client.create_run(exp, run_name=name, tags=dict(tags)).info.run_id
+
+
+def reopen(uri: str, run_id: str) -> None:
+    with shielded():
+        open_store(uri).update_run(run_id, status="RUNNING")
+
+
+def worst_status(statuses: list[str]) -> str:
+    """FAILED over KILLED over FINISHED; a run still RUNNING (its process died) counts as FAILED."""
+    ranks = [STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER) - 1 for s in statuses]
+    return STATUS_ORDER[max(ranks, default=0)]
+
+
+def children_statuses(uri: str, run_id: str) -> list[str]:
+    client = open_store(uri)
+    parent = client.get_run(run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
+    return [r.info.status for r in runs]
+
+
+def close_run(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
+    client = open_store(uri)
+    with shielded():
+        if reason:
+            client.set_tag(run_id, "ggevo.failure", reason)
+        client.set_terminated(run_id, status)
+
+
+def add_to_run(uri: str, run_id: str, metrics: Mapping[str, float] | None = None,
+               files: list[Path] = (), artifact_path: str | None = None) -> None:
+    """Metrics and files added to an existing run (a stack layer's summary, an export, a test evaluation)."""
+    client = open_store(uri)
+    now = int(time.time() * 1000)
+    with shielded():
+        if metrics:
+            client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)

@@ -1,0 +1,88 @@
+"""DVC parameters that cannot drift: every config file a stage's command composes is in its params or deps."""
+
+import shlex
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT
+
+# the config groups each entry point reads (ggevo-prepare only materialises the data set)
+READS = {"ggevo-train": None, "ggevo-stack": None, "ggevo-prepare": ("data",)}
+
+
+def _stages():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in spec.items():
+        if "foreach" in stage:
+            for item in stage["foreach"]:
+                body = yaml.safe_load(yaml.safe_dump(stage["do"]).replace("${item}", item))
+                yield f"{name}@{item}", body
+        else:
+            yield name, stage
+
+
+def _hydra_stages():
+    return [(n, s) for n, s in _stages() if shlex.split(s["cmd"])[0] in READS]
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def _with_defaults(path) -> set[str]:
+    """``path`` and the files of its group that its own ``defaults`` list pulls in, recursively."""
+    found = {str(path.relative_to(ROOT))}
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+        if isinstance(entry, str) and entry != "_self_" and (path.parent / f"{entry}.yaml").is_file():
+            found |= _with_defaults(path.parent / f"{entry}.yaml")
+    return found
+
+
+def files_read(cmd: str) -> set[str]:
+    """The config files (relative to the project) the command's composition reads, over every sweep point."""
+    program, *args = shlex.split(cmd)
+    overrides = [a for a in args if a != "-m" and not a.startswith("hydra.")]
+    groups = READS[program]
+    cfg = _compose(overrides)
+    points = [[]]
+    for key, values in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items():
+        points = [p + [f"{key}={v}"] for p in points for v in str(values).split(",")]
+    for o in overrides:  # command-line comma lists sweep too
+        if "," in o.split("=", 1)[-1]:
+            key, values = o.split("=", 1)
+            points = [p + [f"{key}={v}"] for p in points for v in values.split(",")]
+    read = set() if groups else {"conf/config.yaml"}
+    for point in points:
+        choices = _compose(overrides + point).hydra.runtime.choices
+        for group, option in choices.items():
+            path = ROOT / "conf" / group / f"{option}.yaml"
+            if option is not None and path.is_file() and (groups is None or group in groups):
+                read |= _with_defaults(path)
+    return read
+
+
+def listed(stage: dict) -> tuple[set[str], set[str]]:
+    """Whole files in the stage's params, and its deps."""
+    params = set()
+    for entry in stage.get("params", []):
+        if isinstance(entry, dict):
+            params |= {f for f, keys in entry.items() if not keys}
+    return params, set(stage.get("deps", []))
+
+
+@pytest.mark.parametrize("name, stage", _hydra_stages(), ids=[n for n, _ in _hydra_stages()])
+def test_every_config_file_a_stage_reads_is_a_param_or_dep(name, stage):
+    params, deps = listed(stage)
+    missing = [f for f in sorted(files_read(stage["cmd"]))
+               if f not in params and not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert not missing, f"stage {name} reads {missing} but lists neither as a whole-file param nor a dep"
+
+
+def test_the_check_sees_the_files_of_a_sweep():
+    read = files_read("ggevo-train -m experiment=compare_ae_small")
+    assert {"conf/optimizer/gemonn.yaml", "conf/optimizer/adam_lr1e-3.yaml", "conf/optimizer/adam.yaml",
+            "conf/data/mnist5k.yaml", "conf/config.yaml", "conf/experiment/compare_ae_small.yaml"} <= read
