@@ -35,6 +35,19 @@ def spreads(h_low: torch.Tensor, h_high: torch.Tensor, eta: float, dtype: torch.
     return torch.exp(k * torch.log(v)), torch.exp(-k * torch.log(1.0 - w))
 
 
+def spread(h_low: torch.Tensor, high: torch.Tensor, eta: float, dtype: torch.dtype) -> torch.Tensor:
+    """β of each coordinate from the upper SBX half where ``high``, else from the lower half.
+
+    Exactly ``torch.where(high, *reversed(spreads(h_low, remix(h_low), eta, dtype)))``, written as one
+    logarithm and one exponential of the selected uniform: the compiled kernel then computes one
+    spread per child instead of both halves, and keeps no N×D intermediate between loops.
+    """
+    k = 1.0 / (eta + 1.0)
+    v = bits_to_uniform(h_low, dtype)
+    w = bits_to_uniform(remix(h_low), dtype)
+    return torch.exp(torch.where(high, -k, k) * torch.log(torch.where(high, 1.0 - w, v)))
+
+
 def sbx_kernel(
     X: torch.Tensor,
     G: torch.Tensor,
@@ -60,20 +73,20 @@ def sbx_kernel(
     n_pairs, dim = p.shape
     counter = torch.arange(n_pairs * dim, device=p.device, dtype=torch.int64).view(n_pairs, dim)
     h_low = counter_hash(counter, key)
-    h_high = remix(h_low)
-    beta_low, beta_high = spreads(h_low, h_high, eta, p.dtype)
     # u ~ U(0, 1) is a fair coin between the two halves: plain SBX and the ga = 0 case use it.
-    beta_plain = torch.where((h_low & 2) == 0, beta_low, beta_high)
+    coin = (h_low & 2) != 0
 
     swap = p > q
     a = torch.where(swap, q, p)
     b = torch.where(swap, p, q)
     if guided:
         ga = torch.where(swap, gq, gp)
-        beta1 = torch.where(ga > 0, beta_high, torch.where(ga < 0, beta_low, beta_plain))
-        beta2 = torch.where(ga > 0, beta_low, torch.where(ga < 0, beta_high, beta_plain))
+        high1 = (ga > 0) | ((ga == 0) & coin)
+        high2 = (ga < 0) | ((ga == 0) & coin)
+        beta1 = spread(h_low, high1, eta, p.dtype)
+        beta2 = spread(h_low, high2, eta, p.dtype)
     else:
-        beta1 = beta2 = beta_plain
+        beta1 = beta2 = spread(h_low, coin, eta, p.dtype)
     beta1 = torch.where(keep_zeros & (a == 0), 1.0, beta1)
     beta2 = torch.where(keep_zeros & (b == 0), 1.0, beta2)
 
