@@ -36,3 +36,8 @@ def maybe_compiled(fn: Callable, enabled: bool) -> Callable:
 def row_density(X: torch.Tensor) -> torch.Tensor:
     """Fraction of nonzero entries of each row of ``X`` (n×D) — the objective f1."""
     return (X != 0).sum(dim=1, dtype=torch.int64).to(X.dtype) / X.shape[1]
+
+
+def row_density_and_finite(X: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``row_density(X)`` and whether each row of ``G`` (n×D) is all finite, in one pass over both."""
+    return row_density(X), torch.isfinite(G).all(dim=1)

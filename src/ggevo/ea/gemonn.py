@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ggevo.ea.compiling import compile_available, maybe_compiled, row_density
+from ggevo.ea.compiling import compile_available, maybe_compiled, row_density_and_finite
 from ggevo.ea.init import INIT_SCHEMES, initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
@@ -159,12 +159,12 @@ class GEMONN(PopulationOptimizer):
         counts["nonfinite"] += int(bad.sum())
         counts["evaluations"] += X.shape[0]
         loss = torch.where(bad, torch.inf, loss)
-        # a row sum is one cheap pass; only rows it flags are cleaned
-        dirty = (bad | ~torch.isfinite(grad.sum(dim=1))).nonzero().squeeze(1)
+        # densities and the finite-gradient check share one pass over X and G; only flagged rows are cleaned
+        density, finite = self._fallback(lambda: maybe_compiled(row_density_and_finite, self._compiled())(X, grad))
+        dirty = (bad | ~finite).nonzero().squeeze(1)
         if len(dirty):
             grad[dirty] = torch.nan_to_num(grad[dirty], nan=0.0, posinf=0.0, neginf=0.0)
             grad[bad] = 0.0
-        density = self._fallback(lambda: maybe_compiled(row_density, self._compiled())(X))
         return torch.stack((density, loss), dim=1), grad
 
     def _initial_population(self) -> torch.Tensor:
