@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ggevo.ea.operators import grad_guided_sbx, polynomial_mutation, sbx, zero_mutation
-from ggevo.ea.operators.sbx_kernel import run_kernel, sbx_kernel
+from ggevo.ea.operators.counter_rng import counter_hash, remix
+from ggevo.ea.operators.sbx_kernel import run_kernel, sbx_kernel, spread, spreads
 from tests.ea.reference import reference_children
 
 
@@ -91,6 +92,15 @@ def test_kernel_matches_reference_transcription(guided, exchange):
     got = sbx_kernel(X, G, pairs, keep, lower, upper, key, 20.0, guided, exchange)
     want = reference_children(X, G, pairs, keep.squeeze(1).numpy(), lower, upper, key, 20.0, guided, exchange)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_one_spread_per_child_is_exactly_the_selected_half():
+    """The kernel's single log/exp per child gives the very bits of computing both halves and selecting."""
+    h = counter_hash(torch.arange(100_000, dtype=torch.int64), torch.tensor([42, 4242]))
+    high = (remix(h) & 4) != 0
+    low_half, high_half = spreads(h, remix(h), 20.0, torch.float32)
+    assert torch.equal(spread(h, high, 20.0, torch.float32), torch.where(high, high_half, low_half))
+    assert high.any() and (~high).any()
 
 
 @pytest.mark.slow
