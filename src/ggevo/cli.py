@@ -12,6 +12,7 @@ from ggevo.data.sources import DataConfigError, DataUnavailableError
 from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.paths import config_dir, rooted
 from ggevo.pipeline.store import writable
+from ggevo.pipeline.threads import set_job_threads
 from ggevo.pipeline.validate import ConfigError
 
 # FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
@@ -37,6 +38,7 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
 
     def guarded(cfg: DictConfig):
         try:
+            set_job_threads(cfg)
             return task(cfg)
         except USER_ERRORS as err:
             fail(err)

@@ -1,5 +1,6 @@
 """Multiruns: one MLflow parent per sweep, children found by parent id, jobs in parallel; the report."""
 
+import os
 import re
 import statistics
 import subprocess
@@ -29,6 +30,14 @@ def sweep(tmp_path_factory):
     parent = client.search_runs([exp.experiment_id], "tags.`ggevo.role` = 'sweep'")
     assert len(parent) == 1
     return tmp, uri, client, parent[0], proc.stdout
+
+
+def test_parallel_jobs_share_the_cores(sweep):
+    """hydra/launcher=local_parallel runs n_jobs=2 at once; threads=auto gives each cores // 2 torch threads."""
+    stdout = sweep[4]
+    cores = len(os.sched_getaffinity(0))
+    line = f"torch threads: {max(1, cores // 2)} per job, 2 jobs at once on {cores} cores"
+    assert stdout.count(line) == 2, stdout[-2000:]
 
 
 def test_one_parent_and_a_child_per_job(sweep):
