@@ -76,7 +76,41 @@ def test_dataset_losses_weight_batches_by_size():
 
 
 def test_strategy_names():
-    assert resolve_strategy("auto", torch.device("cpu")) == "vmap"
-    assert resolve_strategy("auto", torch.device("cuda")) == "vmap"
+    assert resolve_strategy("loop") == "loop" and resolve_strategy("auto") == "auto"
     with pytest.raises(ValueError, match="strategy"):
         resolve_strategy("threads", torch.device("cpu"))
+
+
+def test_auto_times_every_candidate_and_returns_exactly_what_its_choice_computes():
+    _, flat, X, batch = _setup(n=8)
+    auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
+    assert auto.choice is None and auto.tags() == {}
+    loss, grad = auto(X, batch)
+    strategy, chunk = auto.choice
+    assert set(auto.times) == {"loop", "vmap", "vmap_chunk2"} and all(t > 0 for t in auto.times.values())
+    fastest = min(auto.times, key=auto.times.get)
+    assert (strategy, chunk) == {"loop": ("loop", None), "vmap": ("vmap", None), "vmap_chunk2": ("vmap", 2)}[fastest]
+    same = PopulationEvaluator(flat, reconstruction_loss, strategy, chunk)
+    ref_loss, ref_grad = same(X, batch)
+    assert torch.equal(loss, ref_loss) and torch.equal(grad, ref_grad)
+    # later calls and derived scorers keep the choice, without measuring again
+    times = auto.times
+    assert torch.equal(auto.losses(X, batch), same.losses(X, batch))
+    assert auto.scoring(reconstruction_loss).choice == (strategy, chunk) and auto.times == times
+    tags = auto.tags()
+    assert tags["evaluation.strategy"] == strategy and tags["evaluation.decided_by"] == "measurement"
+    assert {k.removeprefix("evaluation.time_s.") for k in tags if k.startswith("evaluation.time_s.")} == set(times)
+
+
+def test_auto_decided_on_losses_alone_and_adopt_overrides():
+    _, flat, X, batch = _setup(n=4)
+    auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
+    losses = auto.losses(X, batch)
+    strategy, chunk = auto.choice
+    assert torch.equal(losses, PopulationEvaluator(flat, reconstruction_loss, strategy, chunk).losses(X, batch))
+    auto.adopt("loop", None, {"loop": 1.0})
+    assert auto.choice == ("loop", None) and auto.times == {"loop": 1.0}
+    with pytest.raises(ValueError, match="adopt"):
+        auto.adopt("auto", None)
+    explicit = PopulationEvaluator(flat, reconstruction_loss, "vmap")
+    assert explicit.choice == ("vmap", None) and explicit.tags()["evaluation.decided_by"] == "config"

@@ -67,7 +67,7 @@ class GradientModule(pl.LightningModule):
         self.budget = budget
         self.hv_ref = tuple(hv_ref)
         # scoring happens on an untouched copy, through the same evaluator as the EA's
-        self.evaluator = PopulationEvaluator(FlatParams(copy.deepcopy(model)), self.loss_fn, "auto")
+        self.evaluator = PopulationEvaluator(FlatParams(copy.deepcopy(model)), self.loss_fn, "vmap")
         self._targets = [(m, n) for m in model.modules() for n, p in m.named_parameters(recurse=False)
                          if p.requires_grad]
         self.snapshots: list[torch.Tensor] = []

@@ -126,6 +126,8 @@ class EvolutionModule(pl.LightningModule):
     # -------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ggevo"] = {"first_front": self.first_front, "validated_step": self.validated_step}
+        if self.evaluator.choice is not None:  # a resumed run evaluates as its first part did
+            checkpoint["ggevo"]["evaluation"] = {"choice": self.evaluator.choice, "times": self.evaluator.times}
         if self.logger is not None and getattr(self.logger, "run_id", None):
             checkpoint["ggevo"]["mlflow_run_id"] = self.logger.run_id
 
@@ -134,6 +136,9 @@ class EvolutionModule(pl.LightningModule):
         interval, step = getattr(self._trainer, "val_check_interval", None), checkpoint["global_step"]
         self._owed_validation = (isinstance(interval, int) and step > 0 and step % interval == 0
                                  and checkpoint.get("ggevo", {}).get("validated_step") != step)
+        evaluation = checkpoint.get("ggevo", {}).get("evaluation")
+        if evaluation is not None and self.evaluator.strategy == "auto":
+            self.evaluator.adopt(*evaluation["choice"], evaluation["times"])
         # The generation count is the authority on where the minibatch stream stands: a resumed
         # run continues with the batch the interrupted one would have drawn next. (This hook
         # runs before Lightning starts iterating, and prefetching, the training data.)

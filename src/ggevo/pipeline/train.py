@@ -140,6 +140,7 @@ def _fit_and_record(cfg: DictConfig, module, data, trainer: pl.Trainer, recorder
             trainer.save_checkpoint(last, weights_only=False)
         result = run_result(module, data, cfg, clock.elapsed(), trainer.global_step)
         recorder.log_metrics(result.metrics, step=trainer.global_step)
+        recorder.set_tags(module.evaluator.tags())  # which evaluation strategy ran, and why
         recorder.write(result.files(cfg, recorder.run_id))
         killed = killed or interrupts.received is not None
         recorder.close("KILLED" if killed else "FINISHED", "interrupted" if killed else None)
