@@ -35,6 +35,10 @@ def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
     assert run.data.params["optimizer.pop_size"] == "8"
     assert run.data.params["model.hidden"] == "16"
     assert run.data.tags["dataset"] == "mnist5k" and "version.torch" in run.data.tags
+    # evaluation.strategy=auto: the measured choice and each candidate's time are run tags
+    assert run.data.tags["evaluation.strategy"] in ("loop", "vmap")
+    assert run.data.tags["evaluation.decided_by"] == "measurement"
+    assert {"evaluation.time_s.loop", "evaluation.time_s.vmap"} <= set(run.data.tags)
     history = client.get_metric_history(run.info.run_id, "hypervolume")
     assert [m.step for m in history] == list(range(1, 7))
     assert run.data.metrics["final/hypervolume"] == pytest.approx(hv)
@@ -53,14 +57,16 @@ def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(compose_cfg, tmp_path):
-    full_cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", run="full")
+    # two separate runs compared bit for bit: one named strategy (auto may measure differently in each)
+    full_cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", "evaluation.strategy=vmap",
+                           run="full")
     train(full_cfg)
     part = compose_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
-                       run="part")
+                       "evaluation.strategy=vmap", run="part")
     train(part)
     ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
     resumed = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
-                          f"ckpt_path={ckpt}", run="part")
+                          "evaluation.strategy=vmap", f"ckpt_path={ckpt}", run="part")
     train(resumed)
     state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
                                    weights_only=False)["optimizer_states"][0]["state"][0]
@@ -87,8 +93,12 @@ def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
     assert "front.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
     ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["optimizer_states"][0]["state"][0]["generation"] == 3
+    choice = torch.load(ckpt, weights_only=False)["ggevo"]["evaluation"]["choice"]
     train(compose_cfg("trainer.max_steps=6", f"ckpt_path={ckpt}", run="killed"))
     _, run = _only_run(cfg)
+    # the resumed part evaluates as the first part measured, instead of measuring again
+    assert (run.data.tags["evaluation.strategy"], run.data.tags["evaluation.chunk_size"]) == \
+        (choice[0], str(choice[1]))
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "generation")
     assert sorted(m.step for m in history) == list(range(1, 7))
