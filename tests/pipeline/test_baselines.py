@@ -57,18 +57,20 @@ def test_pruned_weights_stay_zero_through_retraining(compose_cfg, tmp_path):
 
 def test_pymoo_nsga2_through_the_entry_point_logs_the_schema_and_resumes(compose_cfg, tmp_path):
     """pymoo's own NSGA-II: same schema, N + N·g evaluations, and a Lightning checkpoint resumes it exactly."""
-    full = compose_cfg("optimizer=pymoo_nsga2", "budget=56", "logger.experiment_name=full", run="full")
+    # two runs compared bit for bit: one named evaluation strategy (auto may measure differently in each)
+    full = compose_cfg("optimizer=pymoo_nsga2", "budget=56", "logger.experiment_name=full",
+                       "evaluation.strategy=vmap", run="full")
     train(full)
     _, run = _run(full)
     assert set(SCHEMA) <= set(run.data.metrics)
     assert run.data.metrics["evaluations"] == 56 and run.data.metrics["generation"] == 6  # 8 + 6 x 8
     assert run.data.params["optimizer._target_"] == "ggevo.ea.PymooNSGA2"
     part = compose_cfg("optimizer=pymoo_nsga2", "trainer.max_steps=3", "checkpoint.every_n_steps=3",
-                       "logger.experiment_name=part", run="part")
+                       "logger.experiment_name=part", "evaluation.strategy=vmap", run="part")
     train(part)
     ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
     train(compose_cfg("optimizer=pymoo_nsga2", "trainer.max_steps=6", f"ckpt_path={ckpt}",
-                      "logger.experiment_name=part", run="part"))
+                      "logger.experiment_name=part", "evaluation.strategy=vmap", run="part"))
     state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
                                    weights_only=False)["optimizer_states"][0]["state"][0]
     a, b = state("full"), state("part")
