@@ -4,32 +4,49 @@ On the paper's configuration (N=50, 784-500-784 tied autoencoder, batch 128) it 
   (a) evaluating N networks (loss + gradient) by the per-individual loop and by vmap,
   (b) the variation operators (fused gradient-guided SBX + zeroing mutation),
   (c) selection and bookkeeping (ranking, crowding, tournament, survival, densities, status),
-and prints (operators + selection) / evaluation and vmap / loop.
+  (d) the loop floor: one network's forward+backward on one minibatch, in a plain autograd loop,
+and prints (operators + selection) / evaluation, vmap / loop and wall per evaluation / floor.
 
-(b) and (c) are measured inside real ``GEMONN.step`` calls: the step's wall time minus the
-time its evaluator spent, so nothing of the generation is left out.
+(b) and (c) are measured inside real ``step`` calls of the optimizer that ``--preset`` names
+(``conf/optimizer/<preset>.yaml``, composed as ``ggevo-train optimizer=<preset>`` would): the
+step's wall time minus the time its evaluator spent, so nothing of the generation is left out.
+Generations evaluate by ``evaluation.strategy=auto`` (measured on the first population).
 
-    python benchmarks/generation.py                  # paper configuration
-    python benchmarks/generation.py --hidden 100     # the default run's model
+    python benchmarks/generation.py                      # paper configuration, faithful preset
+    python benchmarks/generation.py --hidden 100         # the default run's model
+    python benchmarks/generation.py --preset gemonn_plus # another optimizer preset
+    python benchmarks/generation.py --scaling            # + table over N x H (one process per point)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from ggevo.data.sources import load_arrays
-from ggevo.ea import GEMONN, FlatParams
-from ggevo.ea.evaluate import PopulationEvaluator, resolve_strategy
+from ggevo.ea import FlatParams
+from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.selection import binary_tournament, rank_and_crowding
 from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder
+from ggevo.pipeline.train import optimizer_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SCALING_N = (10, 50, 200)
+SCALING_H = (100, 500, 1000)
 
 
 def timed(fn, repeats: int) -> float:
@@ -55,6 +72,100 @@ class TimedEvaluator:
         return out
 
 
+def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool):
+    """``params -> optimizer`` as ``conf/optimizer/<preset>.yaml`` builds it, with N, compile and re-scoring set."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"optimizer={preset}"])
+    cfg.optimizer.pop_size = pop_size
+    if "compile" in cfg.optimizer:
+        cfg.optimizer.compile = compile_opt
+    if "reevaluate_parents" in cfg.optimizer and cfg.optimizer._target_ != "ggevo.ea.PymooNSGA2":
+        cfg.optimizer.reevaluate_parents = reevaluate
+    return instantiate(optimizer_config(cfg))
+
+
+def loop_floor(model: torch.nn.Module, batch, n: int, repeats: int) -> float:
+    """Seconds of one forward+backward of one network on one minibatch, in a plain autograd loop of ``n``."""
+    params = [p for p in model.parameters()]
+
+    def run():
+        for _ in range(n):
+            for p in params:
+                p.grad = None
+            reconstruction_loss(model(batch[0]), batch).backward()
+
+    run()
+    return timed(run, repeats) / n
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def generations(opt_factory, model, evaluator, batch, count: int) -> tuple[float, float, float]:
+    """Median (everything else, evaluation, evaluations) seconds/count of ``count`` generations after a warm-up."""
+    opt = opt_factory(model.parameters())
+    ev = TimedEvaluator(evaluator)
+    opt.step(lambda: (lambda P: ev(P, batch)))  # initialisation + first generation (warm-up)
+    overheads, evals, counts = [], [], []
+    for _ in range(count):
+        ev.seconds = 0.0
+        before = opt.run_state["evaluations"]
+        start = time.perf_counter()
+        opt.step(lambda: (lambda P: ev(P, batch)))
+        total = time.perf_counter() - start
+        overheads.append(total - ev.seconds)
+        evals.append(ev.seconds)
+        counts.append(opt.run_state["evaluations"] - before)
+    return statistics.median(overheads), statistics.median(evals), statistics.median(counts)
+
+
+def setup(n: int, hidden: int, batch_size: int):
+    torch.manual_seed(0)
+    x, _ = load_arrays("mnist5k")
+    data = torch.from_numpy(x)
+    model = TiedAutoencoder(784, hidden)
+    flat = FlatParams(model)
+    g = torch.Generator().manual_seed(0)
+    batch = (data[torch.randperm(len(data), generator=g)[:batch_size]], torch.zeros(batch_size))
+    return model, flat, g, batch
+
+
+def scaling_point(args) -> dict:
+    """One cell of the scaling table (run in its own process, so its peak memory is its own)."""
+    n, hidden = args.point
+    model, flat, _, batch = setup(n, hidden, args.batch_size)
+    compile_opt = {"auto": "auto", "true": True, "false": False}[args.compile]
+    auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
+    factory = optimizer_factory(args.preset, n, compile_opt, reevaluate=False)
+    other, evaluation, count = generations(factory, model, auto, batch, args.generations)
+    floor = loop_floor(model, batch, min(n, 20), args.repeats)
+    return {"N": n, "H": hidden, "D": flat.dim, "evaluation_s": evaluation, "other_s": other,
+            "ratio": other / evaluation, "wall_per_eval_over_floor": (other + evaluation) / count / floor,
+            "strategy": "/".join(str(v) for v in auto.choice), "peak_mb": peak_memory_mb(torch.device("cpu"))}
+
+
+def scaling_table(args) -> None:
+    print(f"\nscaling (preset {args.preset}, batch {args.batch_size}, N evaluations a generation, "
+          f"median of {args.generations} generations; one process per point):")
+    print("| N | H | D | evaluation (s) | everything else (s) | ratio | wall/eval ÷ floor | auto chose | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for hidden in SCALING_H:
+        for n in SCALING_N:
+            cmd = [sys.executable, __file__, "--point", str(n), str(hidden), "--preset", args.preset,
+                   "--batch-size", str(args.batch_size), "--generations", str(args.generations),
+                   "--repeats", str(args.repeats), "--compile", args.compile]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"| {n} | {hidden} | failed: {proc.stderr.strip().splitlines()[-1]} |||||||")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"| {n} | {hidden} | {r['D']:,} | {r['evaluation_s']:.3f} | {r['other_s']:.3f} | {r['ratio']:.2f} | "
+                  f"{r['wall_per_eval_over_floor']:.2f} | {r['strategy']} | {r['peak_mb']:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pop-size", type=int, default=50)
@@ -63,31 +174,32 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--compile", choices=("auto", "true", "false"), default="auto")
+    ap.add_argument("--preset", default="gemonn", help="optimizer preset, conf/optimizer/<preset>.yaml")
+    ap.add_argument("--scaling", action="store_true", help=f"also the table over N in {SCALING_N} x H in {SCALING_H}")
+    ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.point:
+        print(json.dumps(scaling_point(args)))
+        return
     compile_opt = {"auto": "auto", "true": True, "false": False}[args.compile]
-    torch.manual_seed(0)
-
-    x, _ = load_arrays("mnist5k")
-    data = torch.from_numpy(x)
-    model = TiedAutoencoder(784, args.hidden)
-    flat = FlatParams(model)
-    n, dim = args.pop_size, flat.dim
-    g = torch.Generator().manual_seed(0)
-    batch = (data[torch.randperm(len(data), generator=g)[: args.batch_size]], torch.zeros(args.batch_size))
+    n = args.pop_size
+    model, flat, g, batch = setup(n, args.hidden, args.batch_size)
+    dim = flat.dim
     X = initial_population(flat.layout, n, generator=g)
-    print(f"N={n}, D={dim:,} (784-{args.hidden}-784 tied AE), batch {args.batch_size}, "
+    print(f"N={n}, D={dim:,} (784-{args.hidden}-784 tied AE), batch {args.batch_size}, preset {args.preset}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-    # (a) evaluation
+    # (a) evaluation, and (d) the floor
     loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
     vmap = PopulationEvaluator(flat, reconstruction_loss, "vmap")
     loop(X[:2], batch), vmap(X[:2], batch)
     t_loop = timed(lambda: loop(X, batch), args.repeats)
     t_vmap = timed(lambda: vmap(X, batch), args.repeats)
+    floor = loop_floor(model, batch, n, args.repeats)
     _, G = loop(X, batch)
 
-    # (b) the operators alone, on the same population
-    opt = GEMONN(model.parameters(), pop_size=n, compile=compile_opt)
+    # (b) the faithful operators alone, on the same population
+    opt = optimizer_factory("gemonn", n, compile_opt, reevaluate=True)(model.parameters())
     compiled = opt._compiled()
     lo, hi = opt.bounds()
     pairs = binary_tournament(*rank_and_crowding(torch.rand(n, 2, generator=g)), n, generator=g).view(2, -1)
@@ -102,33 +214,33 @@ def main() -> None:
     first = time.perf_counter() - start
     t_ops = timed(operators, args.repeats)
 
-    # (b)+(c) inside real generations (evaluated by what `auto` picks): step time minus evaluation time
-    auto = resolve_strategy("auto", X.device)
+    # (b)+(c) inside real generations of the preset (evaluated as `auto` decides): step time minus evaluation time
+    auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
     results = {}
     for reevaluate in (False, True):
-        opt = GEMONN(model.parameters(), pop_size=n, compile=compiled, reevaluate_parents=reevaluate)
-        ev = TimedEvaluator(loop if auto == "loop" else vmap)
-        opt.step(lambda: (lambda P: ev(P, batch)))  # initialisation + first generation (warm-up)
-        overheads, evals = [], []
-        for _ in range(args.generations):
-            ev.seconds = 0.0
-            start = time.perf_counter()
-            opt.step(lambda: (lambda P: ev(P, batch)))
-            total = time.perf_counter() - start
-            overheads.append(total - ev.seconds)
-            evals.append(ev.seconds)
-        results[reevaluate] = (statistics.median(overheads), statistics.median(evals))
+        factory = optimizer_factory(args.preset, n, compiled, reevaluate)
+        results[reevaluate] = generations(factory, model, auto, batch, args.generations)
 
-    overhead = results[False][0]
+    overhead, evaluation, count = results[False]
     print(f"(a) evaluation of {n} networks: loop {t_loop:.3f} s, vmap {t_vmap:.3f} s")
     print(f"(b) operators ({'compiled' if compiled else 'eager'}; first call {first:.1f} s): {t_ops:.3f} s")
     print(f"(c) selection and bookkeeping: {max(overhead - t_ops, 0.0):.3f} s")
-    print(f"in generations, population evaluated by {auto} (evaluation.strategy=auto)")
-    print(f"generation without re-scoring: evaluation {results[False][1]:.3f} s, everything else {overhead:.3f} s")
-    print(f"generation with re-scoring:    evaluation {results[True][1]:.3f} s, everything else {results[True][0]:.3f} s")
-    print(f"ratio (operators+selection)/evaluation [N evaluations]:  {overhead / results[False][1]:.2f}")
+    print(f"(d) loop floor (one network's forward+backward, plain autograd loop): {floor * 1e3:.2f} ms")
+    times = ", ".join(f"{k} {v:.3f} s" for k, v in auto.times.items())
+    print(f"in generations, population evaluated by {'/'.join(map(str, auto.choice))} "
+          f"(evaluation.strategy=auto measured {times})")
+    print(f"generation without re-scoring: evaluation {evaluation:.3f} s, everything else {overhead:.3f} s "
+          f"[{count:.0f} evaluations]")
+    print(f"generation with re-scoring:    evaluation {results[True][1]:.3f} s, everything else {results[True][0]:.3f} s "
+          f"[{results[True][2]:.0f} evaluations]")
+    print(f"ratio (operators+selection)/evaluation [N evaluations]:  {overhead / evaluation:.2f}")
     print(f"ratio (operators+selection)/evaluation [2N evaluations]: {results[True][0] / results[True][1]:.2f}")
     print(f"ratio vmap/loop: {t_vmap / t_loop:.2f}")
+    print(f"wall per evaluation / loop floor: {(overhead + evaluation) / count / floor:.2f} x "
+          f"({(overhead + evaluation) / count * 1e3:.2f} ms vs {floor * 1e3:.2f} ms)")
+    print(f"peak memory: {peak_memory_mb(X.device):.0f} MB (process RSS)")
+    if args.scaling:
+        scaling_table(args)
 
 
 if __name__ == "__main__":
