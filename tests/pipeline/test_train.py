@@ -28,7 +28,7 @@ def _only_run(cfg):
 
 
 def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
-    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=3")
+    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.strategy=auto")
     hv = train(cfg)
     client, run = _only_run(cfg)
     assert run.info.status == "FINISHED"
@@ -84,7 +84,7 @@ class _CtrlC(pl.Callback):
 
 
 def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
-    cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=100", run="killed")
+    cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=100", "evaluation.strategy=auto", run="killed")
     with pytest.raises(RunKilled) as killed:
         train(cfg, callbacks=[_CtrlC()])
     assert killed.value.exit_code == 130
@@ -94,7 +94,7 @@ def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
     ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["optimizer_states"][0]["state"][0]["generation"] == 3
     choice = torch.load(ckpt, weights_only=False)["ggevo"]["evaluation"]["choice"]
-    train(compose_cfg("trainer.max_steps=6", f"ckpt_path={ckpt}", run="killed"))
+    train(compose_cfg("trainer.max_steps=6", "evaluation.strategy=auto", f"ckpt_path={ckpt}", run="killed"))
     _, run = _only_run(cfg)
     # the resumed part evaluates as the first part measured, instead of measuring again
     assert (run.data.tags["evaluation.strategy"], run.data.tags["evaluation.chunk_size"]) == \
