@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from ggevo.data.sources import load_arrays
 from ggevo.ea import FlatParams
@@ -42,7 +41,7 @@ from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.selection import binary_tournament, rank_and_crowding
 from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder
-from ggevo.pipeline.train import optimizer_config
+from ggevo.pipeline.build import optimizer_factory as build_optimizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
@@ -81,7 +80,7 @@ def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool)
         cfg.optimizer.compile = compile_opt
     if "reevaluate_parents" in cfg.optimizer and cfg.optimizer._target_ != "ggevo.ea.PymooNSGA2":
         cfg.optimizer.reevaluate_parents = reevaluate
-    return instantiate(optimizer_config(cfg))
+    return build_optimizer(cfg)
 
 
 def loop_floor(model: torch.nn.Module, batch, n: int, repeats: int) -> float:
