@@ -11,25 +11,35 @@ import pytest
 
 from tests.conftest import ROOT
 
+PIN = "defaults:\n  - override /optimizer: gemonn\n"  # as the real presets pin the faithful method
 TINY = {
     "conf/experiment/dvc_default.yaml": (
-        "# @package _global_\nexperiment_name: dvc_default\nmodel: {hidden: 8}\noptimizer: {pop_size: 6, compile: false}\n"
+        "# @package _global_\n" + PIN + "experiment_name: dvc_default\nmodel: {hidden: 8}\n"
+        "optimizer: {pop_size: 6, compile: false}\n"
         "trainer: {max_steps: 3, val_check_interval: 3}\n"
     ),
     "conf/experiment/ablation_popsize.yaml": (
-        "# @package _global_\nexperiment_name: ablation_popsize\nmodel: {hidden: 8}\noptimizer: {compile: false}\n"
+        "# @package _global_\n" + PIN + "experiment_name: ablation_popsize\nmodel: {hidden: 8}\n"
+        "optimizer: {compile: false}\n"
         "trainer: {max_steps: 2, val_check_interval: 2}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer.pop_size: 4,6\n"
     ),
     "conf/experiment/ablation_sparsity.yaml": (
-        "# @package _global_\nexperiment_name: ablation_sparsity\nmodel: {hidden: 8}\n"
+        "# @package _global_\n" + PIN + "experiment_name: ablation_sparsity\nmodel: {hidden: 8}\n"
         "optimizer: {pop_size: 4, compile: false}\ntrainer: {max_steps: 2, val_check_interval: 2}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer.sparsity_preservation: 0.0,1.0\n"
     ),
     "conf/experiment/stacked_mnist5k.yaml": (
-        "# @package _global_\ndefaults:\n  - override /model: stacked_ae\nexperiment_name: stacked_mnist5k\n"
+        "# @package _global_\ndefaults:\n  - override /model: stacked_ae\n  - override /optimizer: gemonn\n"
+        "experiment_name: stacked_mnist5k\n"
         "model: {widths: [784, 8, 4]}\noptimizer: {pop_size: 4, compile: false}\n"
         "trainer: {max_steps: 2, val_check_interval: 2}\ndownstream: {seeds: 1, epochs: 1}\n"
+    ),
+    "conf/experiment/ablation_plus.yaml": (
+        "# @package _global_\ndefaults:\n  - override /optimizer: gemonn_plus\nexperiment_name: ablation_plus\n"
+        "model: {hidden: 8}\noptimizer: {pop_size: 4, warmup: 1, compile: false}\n"
+        "trainer: {max_steps: 3, val_check_interval: 3}\n"
+        "hydra:\n  sweeper:\n    params:\n      +plus_off: none,warmup\n"
     ),
     "conf/experiment/compare_ae_small.yaml": (
         "# @package _global_\nexperiment_name: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
@@ -72,10 +82,11 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
     first = _dvc(repo, "repro")
     assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
-                           "stack", "compare", "report"}
+                           "ablate_plus", "stack", "compare", "report"}
     for path in ("reports/dvc_default/front.csv", "reports/dvc_default/metrics.json",
                  "reports/dvc_default/test_metrics.json", "reports/ablation_popsize/table.md",
                  "reports/ablation_sparsity/fronts.png", "reports/ablation_popsize/hypervolume.png",
+                 "reports/ablation_plus/table.md",
                  "reports/compare_ae_small/fronts.png", "reports/compare_ae_small/loss_by_evaluations.png",
                  "reports/compare_ae_small/downstream.md", "reports/compare_ae_small/connections.png",
                  "reports/stacked_mnist5k/stack.md", "reports/stacked_mnist5k/stack_fronts.png",
