@@ -47,7 +47,7 @@ def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"front.csv", "pareto.png", "knee_model.pt"} <= names
     front = read_front_csv(tmp_path / "run" / "front.csv")
-    assert len(front["density"]) == int(run.data.metrics["front/size"])
+    assert len(front["density"]) == int(run.data.metrics["final/front_size"])
     assert min(front["train_loss"]) == pytest.approx(run.data.metrics["final/train_loss_best"], rel=1e-6)
     assert sum(front["knee"]) == 1
     knee = torch.load(tmp_path / "run" / "knee_model.pt", weights_only=False)
