@@ -184,33 +184,33 @@ def report_sweep(client, parent: Run, out: Path) -> Path:
     return table
 
 
+def first_run_artifacts(client, groups: dict[tuple, list[Run]], name: str) -> dict[str, object]:
+    """``torch.load`` of artifact ``name`` of each group's first run, by label (runs without it left out:
+    not an autoencoder on images, or killed before they recorded their front)."""
+    loaded = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (group, runs) in enumerate(groups.items()):
+            try:
+                local = client.download_artifacts(runs[0].info.run_id, name, f"{tmp}/{i}")
+            except Exception:
+                continue
+            loaded[label(group)] = torch.load(local, map_location="cpu", weights_only=False)
+    return loaded
+
+
 def plot_reconstructions(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
     """The same validation digits reconstructed by each method's member at density ≤ 0.1 (its first run)."""
-    records = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for group, runs in groups.items():
-            try:
-                local = client.download_artifacts(runs[0].info.run_id, "reconstructions.pt", f"{tmp}/{len(records)}")
-            except Exception:  # not an autoencoder on images, or killed before it recorded its front
-                continue
-            records[label(group)] = torch.load(local, map_location="cpu", weights_only=False)
+    records = first_run_artifacts(client, groups, "reconstructions.pt")
     if records:
         comparison_plot(path, records, f"{title}: reconstructions at density ≤ 0.1 (else the sparsest member)")
 
 
 def plot_connections(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
     """First-layer connections of each method's knee model (its first run), if the inputs are images."""
-    layers = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for group, runs in groups.items():
-            try:
-                local = client.download_artifacts(runs[0].info.run_id, "knee_model.pt", f"{tmp}/{len(layers)}")
-            except Exception:  # a run killed before it wrote its model
-                continue
-            weight = first_layer(torch.load(local, map_location="cpu", weights_only=False)["state_dict"])
-            if image_side(weight.shape[1]) is None:
-                return
-            layers[label(group)] = weight
+    layers = {name: first_layer(knee["state_dict"])
+              for name, knee in first_run_artifacts(client, groups, "knee_model.pt").items()}
+    if any(image_side(w.shape[1]) is None for w in layers.values()):
+        return
     if layers:
         connection_plot(path, layers, title=f"{title}: first-layer connections of each knee model")
 
