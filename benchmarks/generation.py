@@ -42,6 +42,7 @@ from ggevo.ea.selection import binary_tournament, rank_and_crowding
 from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder
 from ggevo.pipeline.build import optimizer_factory as build_optimizer
+from ggevo.pipeline.memory import reuse_large_allocations
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
@@ -71,16 +72,31 @@ class TimedEvaluator:
         return out
 
 
-def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool):
-    """``params -> optimizer`` as ``conf/optimizer/<preset>.yaml`` builds it, with N, compile and re-scoring set."""
+def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool | None,
+                      offspring: str | int | None = "preset", warmup: int | None = None):
+    """``params -> optimizer`` as ``conf/optimizer/<preset>.yaml`` builds it, with N and compile set and,
+    where given, re-scoring, children per generation (None = N) and warm-up generations."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"optimizer={preset}"])
-    cfg.optimizer.pop_size = pop_size
-    if "compile" in cfg.optimizer:
-        cfg.optimizer.compile = compile_opt
-    if "reevaluate_parents" in cfg.optimizer and cfg.optimizer._target_ != "ggevo.ea.PymooNSGA2":
-        cfg.optimizer.reevaluate_parents = reevaluate
+    o = cfg.optimizer
+    o.pop_size = pop_size
+    if "compile" in o:
+        o.compile = compile_opt
+    if reevaluate is not None and "reevaluate_parents" in o and o._target_ != "ggevo.ea.PymooNSGA2":
+        o.reevaluate_parents = reevaluate
+    if offspring != "preset" and "offspring" in o:
+        o.offspring = offspring
+    if warmup is not None and "warmup" in o:
+        o.warmup = warmup
     return build_optimizer(cfg)
+
+
+def preset_options(preset: str) -> dict:
+    """The preset's optimizer options (re-scoring, children, warm-up) as ``ggevo-train`` composes them."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        o = compose("config", overrides=[f"optimizer={preset}"]).optimizer
+    return {"reevaluate_parents": o.get("reevaluate_parents", True), "offspring": o.get("offspring"),
+            "warmup": o.get("warmup", 0)}
 
 
 def loop_floor(model: torch.nn.Module, batch, n: int, repeats: int) -> float:
@@ -138,7 +154,7 @@ def scaling_point(args) -> dict:
     model, flat, _, batch = setup(n, hidden, args.batch_size)
     compile_opt = {"auto": "auto", "true": True, "false": False}[args.compile]
     auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
-    factory = optimizer_factory(args.preset, n, compile_opt, reevaluate=False)
+    factory = optimizer_factory(args.preset, n, compile_opt, False, offspring=None, warmup=0)
     other, evaluation, count = generations(factory, model, auto, batch, args.generations)
     floor = loop_floor(model, batch, min(n, 20), args.repeats)
     return {"N": n, "H": hidden, "D": flat.dim, "evaluation_s": evaluation, "other_s": other,
@@ -156,6 +172,8 @@ def scaling_table(args) -> None:
             cmd = [sys.executable, __file__, "--point", str(n), str(hidden), "--preset", args.preset,
                    "--batch-size", str(args.batch_size), "--generations", str(args.generations),
                    "--repeats", str(args.repeats), "--compile", args.compile]
+            if args.no_reuse_memory:
+                cmd.append("--no-reuse-memory")
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"| {n} | {hidden} | failed: {proc.stderr.strip().splitlines()[-1]} |||||||")
@@ -175,8 +193,11 @@ def main() -> None:
     ap.add_argument("--compile", choices=("auto", "true", "false"), default="auto")
     ap.add_argument("--preset", default="gemonn", help="optimizer preset, conf/optimizer/<preset>.yaml")
     ap.add_argument("--scaling", action="store_true", help=f"also the table over N in {SCALING_N} x H in {SCALING_H}")
+    ap.add_argument("--no-reuse-memory", action="store_true",
+                    help="keep glibc's default of fresh pages for every large tensor (ggevo-train reuse_memory=false)")
     ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    reused = False if args.no_reuse_memory else reuse_large_allocations()  # as ggevo-train does (reuse_memory)
     if args.point:
         print(json.dumps(scaling_point(args)))
         return
@@ -186,7 +207,7 @@ def main() -> None:
     dim = flat.dim
     X = initial_population(flat.layout, n, generator=g)
     print(f"N={n}, D={dim:,} (784-{args.hidden}-784 tied AE), batch {args.batch_size}, preset {args.preset}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, large allocations reused: {reused}")
 
     # (a) evaluation, and (d) the floor
     loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
@@ -213,14 +234,18 @@ def main() -> None:
     first = time.perf_counter() - start
     t_ops = timed(operators, args.repeats)
 
-    # (b)+(c) inside real generations of the preset (evaluated as `auto` decides): step time minus evaluation time
+    # (b)+(c) inside real generations (evaluated as `auto` decides): step time minus evaluation time.
+    # [N evaluations]: parents not re-scored, N children; then the preset's own generation (re-scored
+    # parents and its number of children, after any warm-up), and a warm-up generation if it has one.
     auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
-    results = {}
-    for reevaluate in (False, True):
-        factory = optimizer_factory(args.preset, n, compiled, reevaluate)
-        results[reevaluate] = generations(factory, model, auto, batch, args.generations)
+    own = preset_options(args.preset)
+    runs = {"N": optimizer_factory(args.preset, n, compiled, False, offspring=None, warmup=0),
+            "rescored": optimizer_factory(args.preset, n, compiled, True, warmup=0)}
+    if own["warmup"]:
+        runs["warmup"] = optimizer_factory(args.preset, n, compiled, None, warmup=10**9)
+    results = {name: generations(factory, model, auto, batch, args.generations) for name, factory in runs.items()}
 
-    overhead, evaluation, count = results[False]
+    overhead, evaluation, count = results["N"]
     print(f"(a) evaluation of {n} networks: loop {t_loop:.3f} s, vmap {t_vmap:.3f} s")
     print(f"(b) operators ({'compiled' if compiled else 'eager'}; first call {first:.1f} s): {t_ops:.3f} s")
     print(f"(c) selection and bookkeeping: {max(overhead - t_ops, 0.0):.3f} s")
@@ -228,15 +253,23 @@ def main() -> None:
     times = ", ".join(f"{k} {v:.3f} s" for k, v in auto.times.items())
     print(f"in generations, population evaluated by {'/'.join(map(str, auto.choice))} "
           f"(evaluation.strategy=auto measured {times})")
-    print(f"generation without re-scoring: evaluation {evaluation:.3f} s, everything else {overhead:.3f} s "
-          f"[{count:.0f} evaluations]")
-    print(f"generation with re-scoring:    evaluation {results[True][1]:.3f} s, everything else {results[True][0]:.3f} s "
-          f"[{results[True][2]:.0f} evaluations]")
+    labels = {"N": "generation without re-scoring", "rescored": "generation with re-scoring",
+              "warmup": "warm-up generation"}
+    for name, (o, e, c) in results.items():
+        print(f"{labels[name] + ':':31s}evaluation {e:.3f} s, everything else {o:.3f} s [{c:.0f} evaluations]")
     print(f"ratio (operators+selection)/evaluation [N evaluations]:  {overhead / evaluation:.2f}")
-    print(f"ratio (operators+selection)/evaluation [2N evaluations]: {results[True][0] / results[True][1]:.2f}")
+    for name in ("rescored", "warmup"):
+        if name in results:
+            o, e, c = results[name]
+            print(f"ratio (operators+selection)/evaluation [{'re-scored' if name == 'rescored' else 'warm-up'}, "
+                  f"{c:.0f} evaluations]: {o / e:.2f}")
     print(f"ratio vmap/loop: {t_vmap / t_loop:.2f}")
     print(f"wall per evaluation / loop floor: {(overhead + evaluation) / count / floor:.2f} x "
           f"({(overhead + evaluation) / count * 1e3:.2f} ms vs {floor * 1e3:.2f} ms)")
+    mine = "rescored" if own["reevaluate_parents"] else "N"
+    o, e, c = results[mine]
+    print(f"as the preset runs (re-scoring {own['reevaluate_parents']}, {own['offspring'] or 'N'} children): "
+          f"wall per evaluation / loop floor {(o + e) / c / floor:.2f} x, everything else / evaluation {o / e:.2f}")
     print(f"peak memory: {peak_memory_mb(X.device):.0f} MB (process RSS)")
     if args.scaling:
         scaling_table(args)

@@ -5,6 +5,7 @@ import io
 import pytest
 import torch
 
+from ggevo.ea.compiling import compile_available
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, masked_adam_step
@@ -147,3 +148,21 @@ def test_lamarckian_steps_on_a_dense_individual_are_torch_adam():
         moments = Moments(M, V, T)
         adam.step()
     assert torch.allclose(X[0], w.detach(), atol=1e-5)
+
+
+@pytest.mark.skipif(not compile_available(torch.device("cpu")), reason="torch.compile needs a C++ compiler")
+def test_compiled_lamarckian_step_gives_the_eager_numbers_bit_for_bit():
+    g = torch.Generator().manual_seed(3)
+    n, dim = 7, 4099
+    X = torch.randn(n, dim, generator=g)
+    X[torch.rand(n, dim, generator=g) < 0.4] = 0
+    G = 3 * torch.randn(n, dim, generator=g)
+    M, V = 0.1 * torch.randn(n, dim, generator=g), 0.01 * torch.rand(n, dim, generator=g)
+    T = torch.arange(n, dtype=torch.float32)
+    active = torch.tensor([True, True, False, True, True, True, False])
+    bounds = torch.full((dim,), -1.5), torch.full((dim,), 1.5)
+    for lower, upper in (bounds, (None, None)):
+        eager = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper)
+        compiled = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, compiled=True)
+        for name, a, b in zip("XMVT", eager, compiled):
+            assert torch.equal(a, b), name

@@ -39,5 +39,20 @@ def row_density(X: torch.Tensor) -> torch.Tensor:
 
 
 def row_density_and_finite(X: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``row_density(X)`` and whether each row of ``G`` (n×D) is all finite, in one pass over both."""
-    return row_density(X), torch.isfinite(G).all(dim=1)
+    """``row_density(X)`` and whether each row of ``G`` (n×D) is all finite, in one pass over both.
+
+    A row is finite exactly when its largest magnitude is (``amax`` propagates NaN); compiled, that
+    max reduction takes half the time of reducing ``isfinite`` with ``all``.
+    """
+    return row_density(X), torch.isfinite(G.abs().amax(dim=1))
+
+
+def replace_rows_(X: torch.Tensor, G: torch.Tensor, C: torch.Tensor, GC: torch.Tensor,
+                  rows: torch.Tensor, born: torch.Tensor) -> None:
+    """In place: rows ``rows`` of ``X`` and ``G`` (n×D) become rows ``born`` of ``C`` and ``GC`` (m×D).
+
+    ``rows`` are distinct. Compiled, each row is copied straight across (eager torch gathers the
+    rows into a temporary first: three times the time at the paper's size).
+    """
+    X[rows] = C[born]
+    G[rows] = GC[born]

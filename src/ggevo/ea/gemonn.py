@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ggevo.ea.compiling import compile_available, maybe_compiled, row_density_and_finite
+from ggevo.ea.compiling import compile_available, maybe_compiled, replace_rows_, row_density_and_finite
 from ggevo.ea.init import INIT_SCHEMES, initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
@@ -185,8 +185,9 @@ class GEMONN(PopulationOptimizer):
         if moments is None:
             return X, None
         lo, hi = self.bounds()
-        return local_search(X, G, moments, lr=self.hp["local_search_lr"], active=torch.isfinite(F[:, 1]),
-                            lower=lo, upper=hi)
+        return self._fallback(lambda: local_search(
+            X, G, moments, lr=self.hp["local_search_lr"], active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
+            compiled=self._compiled()))
 
     # ------------------------------------------------------------ generation
     def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -277,12 +278,16 @@ class GEMONN(PopulationOptimizer):
         rows = dead.nonzero().squeeze(1)
 
         self._consistent = False
-        X.index_copy_(0, rows, C[born])
-        G.index_copy_(0, rows, GC[born])
-        F.index_copy_(0, rows, FC[born])
+        if len(rows):
+            self._fallback(lambda: maybe_compiled(replace_rows_, self._compiled())(X, G, C, GC, rows, born))
+            F.index_copy_(0, rows, FC[born])
+            if moments is not None:
+                M, V, T = moments
+                self._fallback(lambda: maybe_compiled(replace_rows_, self._compiled())(
+                    M, V, C_moments.M, C_moments.V, rows, born))
+                T.index_copy_(0, rows, C_moments.T[born])
         if moments is not None:
-            for name, mine, theirs in zip(Moments._fields, moments, C_moments):
-                st[name] = mine.index_copy_(0, rows, theirs[born])
+            st.update(M=moments.M, V=moments.V, T=moments.T)
         st.update(
             X=X, F=F, G=G,
             generation=st.get("generation", 0) + 1,

@@ -40,3 +40,38 @@ def remix(h: torch.Tensor) -> torch.Tensor:
 def bits_to_uniform(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Open-interval uniforms in (0, 1) from bits 9..31 of ``h``: ``(2k + 1) / 2**24``, exact in float32."""
     return ((h >> 9) * 2 + 1).to(dtype) * (2.0**-24)
+
+
+# The same words in int32 lanes (twice as many per vector instruction as int64): multiplication
+# wraps modulo 2**32 as the 32-bit hash needs, and right shifts are masked to be logical.
+def _to_i32(x: torch.Tensor) -> torch.Tensor:
+    """int64 values in [0, 2**32) (or any int64, taken modulo 2**32) as int32 words with the same bits."""
+    return (((x + 2**31) & _M32) - 2**31).to(torch.int32)
+
+
+def _signed(c: int) -> int:
+    return c - 2**32 if c >= 2**31 else c
+
+
+def _mix32_i32(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _signed(0x7FEB352D)
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _signed(0x846CA68B)
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def counter_hash_i32(counter: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``counter_hash`` as int32 words (same bits): ``counter`` int64 (< 2**32), ``key`` (2,) int64."""
+    k = _to_i32(key)
+    return _mix32_i32(_mix32_i32(_to_i32(counter) ^ k[0]) ^ k[1])
+
+
+def remix_i32(h: torch.Tensor) -> torch.Tensor:
+    """``remix`` of int32 words."""
+    return _mix32_i32(h ^ _signed(0x9E3779B9))
+
+
+def bits_to_uniform_i32(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``bits_to_uniform`` of int32 words: the same uniforms."""
+    return (((h >> 9) & 0x7FFFFF) * 2 + 1).to(dtype) * (2.0**-24)

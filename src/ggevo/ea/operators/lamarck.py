@@ -13,6 +13,40 @@ from typing import NamedTuple
 
 import torch
 
+from ggevo.ea.compiling import maybe_compiled
+
+
+def correctly_rounded_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` rounded once to x's dtype, on every machine and in compiled code alike.
+
+    Eager torch's float32 square root can differ from the correctly rounded one in the last bit
+    (vendor math libraries), while compiled code rounds correctly; the square root taken in double
+    precision and rounded to float32 is the correctly rounded one (double has more than twice
+    float32's precision), so eager and compiled local search give the same numbers.
+    """
+    if x.dtype == torch.float64:
+        return x.sqrt()
+    return x.double().sqrt().to(x.dtype)
+
+
+def adam_kernel(
+    X: torch.Tensor, G: torch.Tensor, M: torch.Tensor, V: torch.Tensor, on: torch.Tensor,
+    c1: torch.Tensor, c2: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+    lr: torch.Tensor, b1: torch.Tensor, one_minus_b1: torch.Tensor, b2: torch.Tensor,
+    one_minus_b2: torch.Tensor, eps: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """New ``(X, M, V)`` (n×D): the moments of the rows ``on`` (n×1 bool) from the gradient on the
+    nonzero entries, then the step ``lr · (M / c1) / (sqrt(V / c2) + eps)`` on those entries, clamped
+    to the bounds; ``c1 = 1 - b1**t``, ``c2 = 1 - b2**t`` (n×1) are the bias corrections."""
+    keep = (X != 0) & on
+    g = torch.where(keep, G, 0.0)
+    M = torch.where(on, M * b1 + g * one_minus_b1, M)
+    V = torch.where(on, V * b2 + g * g * one_minus_b2, V)
+    step = (M / c1) / (correctly_rounded_sqrt(V / c2) + eps)
+    Xn = torch.clamp(torch.where(keep, X - lr * step, X), lower, upper)
+    # clamping or rounding may not create a zero the mask did not hold, nor revive one
+    return torch.where(keep, Xn, X), M, V
+
 
 def masked_adam_step(
     X: torch.Tensor,
@@ -27,11 +61,18 @@ def masked_adam_step(
     eps: float = 1e-8,
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Adam step on every row of ``X`` (n×D) along ``G`` (n×D), zeros held; returns new
     ``(X, M, V, T)``. ``T`` (n,) counts each row's steps (float, so a checkpoint keeps it exactly
     up to 2**24). Rows where ``active`` (n,) bool is False are returned unchanged (a non-finite
-    loss gives no direction)."""
+    loss gives no direction).
+
+    ``compiled`` runs ``adam_kernel`` compiled: one loop over n×D memory where eager torch makes a
+    dozen passes, with the same numbers bit for bit (its operations are correctly rounded IEEE ones
+    in X's dtype, its constants 0-d tensors of that dtype rounded as eager torch rounds a Python
+    float; compiled code would keep a Python float in double precision).
+    """
     if not (X.shape == G.shape == M.shape == V.shape) or T.shape != X.shape[:1]:
         raise ValueError(f"shapes disagree: X {tuple(X.shape)}, G {tuple(G.shape)}, M {tuple(M.shape)}, "
                          f"V {tuple(V.shape)}, T {tuple(T.shape)}")
@@ -39,18 +80,15 @@ def masked_adam_step(
         raise ValueError(f"local search needs a positive learning rate, got {lr}")
     b1, b2 = betas
     on = torch.ones(X.shape[0], dtype=torch.bool, device=X.device) if active is None else active
-    keep = (X != 0) & on.unsqueeze(1)
-    g = torch.where(keep, G, 0.0)
-    M = torch.where(on.unsqueeze(1), M * b1 + g * (1 - b1), M)
-    V = torch.where(on.unsqueeze(1), V * b2 + g * g * (1 - b2), V)
     T = T + on.to(T.dtype)
     t = T.clamp_min(1.0).unsqueeze(1)
-    step = (M / (1 - b1**t)) / ((V / (1 - b2**t)).sqrt() + eps)
-    Xn = torch.where(keep, X - lr * step, X)
-    if lower is not None:
-        Xn = torch.clamp(Xn, lower, upper)
-    # clamping or rounding may not create a zero the mask did not hold, nor revive one
-    return torch.where(keep, Xn, X), M, V, T
+    inf = torch.tensor(float("inf"), dtype=X.dtype, device=X.device)
+    lower = (-inf).expand(X.shape[1]) if lower is None else lower
+    upper = inf.expand(X.shape[1]) if upper is None else upper
+    scalars = torch.tensor([lr, b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
+    Xn, M, V = maybe_compiled(adam_kernel, compiled)(X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t,
+                                                     lower, upper, *scalars)
+    return Xn, M, V, T
 
 
 class Moments(NamedTuple):
@@ -70,9 +108,10 @@ class Moments(NamedTuple):
 
 def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: float,
                  active: torch.Tensor | None = None, lower: torch.Tensor | None = None,
-                 upper: torch.Tensor | None = None) -> tuple[torch.Tensor, Moments]:
+                 upper: torch.Tensor | None = None, compiled: bool = False) -> tuple[torch.Tensor, Moments]:
     """``masked_adam_step`` on a population with its moments; returns ``(X, moments)`` after it."""
-    X, M, V, T = masked_adam_step(X, G, *moments, lr=lr, active=active, lower=lower, upper=upper)
+    X, M, V, T = masked_adam_step(X, G, *moments, lr=lr, active=active, lower=lower, upper=upper,
+                                  compiled=compiled)
     return X, Moments(M, V, T)
 
 

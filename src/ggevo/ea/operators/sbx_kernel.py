@@ -19,7 +19,12 @@ from __future__ import annotations
 import torch
 
 from ggevo.ea.compiling import maybe_compiled
-from ggevo.ea.operators.counter_rng import bits_to_uniform, counter_hash, remix
+from ggevo.ea.operators.counter_rng import (
+    bits_to_uniform,
+    bits_to_uniform_i32,
+    counter_hash_i32,
+    remix_i32,
+)
 
 
 def spreads(h_low: torch.Tensor, h_high: torch.Tensor, eta: float, dtype: torch.dtype):
@@ -41,10 +46,11 @@ def spread(h_low: torch.Tensor, high: torch.Tensor, eta: float, dtype: torch.dty
     Exactly ``torch.where(high, *reversed(spreads(h_low, remix(h_low), eta, dtype)))``, written as one
     logarithm and one exponential of the selected uniform: the compiled kernel then computes one
     spread per child instead of both halves, and keeps no N×D intermediate between loops.
+    ``h_low`` holds the hash words as int32 (``counter_hash_i32``).
     """
     k = 1.0 / (eta + 1.0)
-    v = bits_to_uniform(h_low, dtype)
-    w = bits_to_uniform(remix(h_low), dtype)
+    v = bits_to_uniform_i32(h_low, dtype)
+    w = bits_to_uniform_i32(remix_i32(h_low), dtype)
     return torch.exp(torch.where(high, -k, k) * torch.log(torch.where(high, 1.0 - w, v)))
 
 
@@ -72,7 +78,7 @@ def sbx_kernel(
     gp, gq = G[pairs[0]], G[pairs[1]]
     n_pairs, dim = p.shape
     counter = torch.arange(n_pairs * dim, device=p.device, dtype=torch.int64).view(n_pairs, dim)
-    h_low = counter_hash(counter, key)
+    h_low = counter_hash_i32(counter, key)  # int32 words: twice the lanes of int64 per instruction
     # u ~ U(0, 1) is a fair coin between the two halves: plain SBX and the ga = 0 case use it.
     coin = (h_low & 2) != 0
 
