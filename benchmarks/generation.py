@@ -116,7 +116,11 @@ def loop_floor(model: torch.nn.Module, batch, n: int, repeats: int) -> float:
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    try:  # this process image's high-water mark (ru_maxrss would include the parent's, across exec)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def generations(opt_factory, model, evaluator, batch, count: int) -> tuple[float, float, float]:
@@ -243,6 +247,8 @@ def main() -> None:
             "rescored": optimizer_factory(args.preset, n, compiled, True, warmup=0)}
     if own["warmup"]:
         runs["warmup"] = optimizer_factory(args.preset, n, compiled, None, warmup=10**9)
+    if args.preset != "gemonn":  # the faithful method's generation, for the time per evaluation against it
+        runs["gemonn"] = optimizer_factory("gemonn", n, compiled, False, offspring=None, warmup=0)
     results = {name: generations(factory, model, auto, batch, args.generations) for name, factory in runs.items()}
 
     overhead, evaluation, count = results["N"]
@@ -254,9 +260,9 @@ def main() -> None:
     print(f"in generations, population evaluated by {'/'.join(map(str, auto.choice))} "
           f"(evaluation.strategy=auto measured {times})")
     labels = {"N": "generation without re-scoring", "rescored": "generation with re-scoring",
-              "warmup": "warm-up generation"}
+              "warmup": "warm-up generation", "gemonn": "gemonn (faithful), no re-scoring"}
     for name, (o, e, c) in results.items():
-        print(f"{labels[name] + ':':31s}evaluation {e:.3f} s, everything else {o:.3f} s [{c:.0f} evaluations]")
+        print(f"{labels[name] + ':':34s}evaluation {e:.3f} s, everything else {o:.3f} s [{c:.0f} evaluations]")
     print(f"ratio (operators+selection)/evaluation [N evaluations]:  {overhead / evaluation:.2f}")
     for name in ("rescored", "warmup"):
         if name in results:
@@ -266,6 +272,10 @@ def main() -> None:
     print(f"ratio vmap/loop: {t_vmap / t_loop:.2f}")
     print(f"wall per evaluation / loop floor: {(overhead + evaluation) / count / floor:.2f} x "
           f"({(overhead + evaluation) / count * 1e3:.2f} ms vs {floor * 1e3:.2f} ms)")
+    if "gemonn" in results:
+        o, e, c = results["gemonn"]
+        print(f"wall per evaluation / GEMONN's (faithful preset, same run): "
+              f"{(overhead + evaluation) / count / ((o + e) / c):.2f} x")
     mine = "rescored" if own["reevaluate_parents"] else "N"
     o, e, c = results[mine]
     print(f"as the preset runs (re-scoring {own['reevaluate_parents']}, {own['offspring'] or 'N'} children): "
