@@ -166,3 +166,54 @@ def test_compiled_lamarckian_step_gives_the_eager_numbers_bit_for_bit():
         compiled = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, compiled=True)
         for name, a, b in zip("XMVT", eager, compiled):
             assert torch.equal(a, b), name
+
+
+TRUNK = dict(exempt_biases=True, min_density=0.05, mutation="magnitude", prune_probability=1.0,
+             prune_fraction=0.3, crossover_rate=0.0, local_search_lr=0.01, offspring=2, trunk=5)
+
+
+def test_the_trunk_trains_one_network_then_every_other_branches_from_it_by_magnitude():
+    _, ev, opt = _make(**TRUNK)
+    statuses = _run(opt, ev, 0, 4)
+    st = opt.run_state
+    assert [s["evaluations"] for s in statuses] == [1, 2, 3, 4]  # one network a generation
+    initial = st["X"].clone()
+    t = int(st["F"][:, 0].argmax())
+    assert torch.isinf(st["F"][:, 1]).sum() == 7 and torch.isfinite(st["F"][t, 1])
+    _run(opt, ev, 4, 5)  # the last trunk generation branches
+    X, trunk = st["X"], st["X"][t]
+    weights = opt.layout.is_weight()
+    for i in range(8):
+        if i == t:
+            continue
+        assert (X[i, ~weights] == trunk[~weights]).all()  # biases kept whole
+        live = X[i] != 0
+        assert (X[i][live] == trunk[live]).all()  # the trunk's own values, pruned
+        assert int(live[weights].sum()) == int((initial[i, weights] != 0).sum())  # its initial density
+        kept, dropped = X[i, weights].abs(), trunk[weights].abs()
+        assert kept[live[weights]].min() >= dropped[~live[weights]].max()  # the largest magnitudes stay
+        assert torch.equal(st["M"][i] != 0, live & (st["M"][t] != 0))  # moments follow, zero where pruned
+    assert torch.isinf(st["F"][:, 1]).sum() == 7  # scored from the next generation on
+    after = _run(opt, ev, 5, 6)[0]
+    assert after["evaluations"] == 5 + 8 + 2 and torch.isfinite(st["F"][:, 1]).all()
+
+
+def test_a_run_with_a_trunk_resumes_exactly_across_the_branching():
+    _, ev, opt = _make(**TRUNK)
+    _run(opt, ev, 0, 9)
+    _, ev2, part = _make(**TRUNK)
+    _run(part, ev2, 0, 3)
+    buffer = io.BytesIO()
+    torch.save(part.state_dict(), buffer)
+    buffer.seek(0)
+    _, ev3, resumed = _make(**TRUNK)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    _run(resumed, ev3, 3, 9)
+    for key in ("X", "F", "M", "V", "T"):
+        assert torch.equal(resumed.run_state[key], opt.run_state[key]), key
+
+
+def test_the_trunk_needs_local_search_and_rescored_parents():
+    for kw in (dict(trunk=3), dict(trunk=3, local_search_lr=0.01, reevaluate_parents=False), dict(trunk=-1)):
+        with pytest.raises(ValueError, match="optimizer.trunk"):
+            _make(**kw)

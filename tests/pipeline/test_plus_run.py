@@ -1,8 +1,10 @@
 """GEMONN+ through the whole pipeline: the default job's optimizer, resumed exactly from a checkpoint."""
 
+import pytest
 import torch
 
 from ggevo.pipeline.train import generations_for, train
+from ggevo.pipeline.validate import ConfigError
 
 PLUS = ("optimizer=gemonn_plus", "optimizer.pop_size=6", "optimizer.warmup=2", "trainer.max_steps=6",
         "checkpoint.every_n_steps=3")
@@ -25,6 +27,10 @@ def test_budget_counts_warmup_and_offspring():
     g = generations_for(10 * 3 + 12 * 5, 10, True, 2, warmup=3)
     assert g == 8
     assert generations_for(10 * 3 + 2 * 5, 10, False, 2, warmup=3) == 8
+    # a trunk's generations score one network each, before the warm-up
+    assert generations_for(40 + 10 * 3 + 12 * 5, 10, True, 2, warmup=3, trunk=40) == 48
+    with pytest.raises(ConfigError, match="trunk"):
+        generations_for(40, 10, True, 2, trunk=40)
     assert generations_for(12 * 5, 10, True, 2) == 5
 
 

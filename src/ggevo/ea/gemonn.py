@@ -47,7 +47,11 @@ class GEMONN(PopulationOptimizer):
     ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
     child's smallest weights; ``crossover_rate`` < 1 copies some pairs unchanged; ``offspring``
     sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
-    dense networks are not lost to sparse ones before either has learnt anything.
+    dense networks are not lost to sparse ones before either has learnt anything. ``trunk``
+    generations before those train the densest initial network alone (one evaluation each); then
+    every other network restarts as that one, magnitude-pruned to its own initial density, with
+    its moments: the population branches from one well-trained network, as iterative magnitude
+    pruning's stages do from its dense run.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class GEMONN(PopulationOptimizer):
         local_search_lr: float = 0.0,
         inherit_moments: bool = True,
         warmup: int = 0,
+        trunk: int = 0,
     ):
         _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
                f"must be an even integer ≥ 2, got {pop_size!r}")
@@ -104,6 +109,9 @@ class GEMONN(PopulationOptimizer):
         _check(isinstance(warmup, int) and warmup >= 0, "warmup", f"must be a number of generations ≥ 0, got {warmup!r}")
         _check(warmup == 0 or local_search_lr > 0, "warmup", "needs local search (local_search_lr > 0)")
         _check(local_search_lr >= 0, "local_search_lr", f"must be ≥ 0 (0 = off), got {local_search_lr}")
+        _check(isinstance(trunk, int) and trunk >= 0, "trunk", f"must be a number of generations ≥ 0, got {trunk!r}")
+        _check(trunk == 0 or (local_search_lr > 0 and reevaluate_parents), "trunk",
+               "needs local search (local_search_lr > 0) and re-scored parents (reevaluate_parents: true)")
         defaults = dict(
             pop_size=pop_size, eta=float(eta), crossover=crossover,
             sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
@@ -114,7 +122,7 @@ class GEMONN(PopulationOptimizer):
             offspring=offspring, crossover_rate=float(crossover_rate), exempt_biases=bool(exempt_biases),
             min_density=min_density, prune_probability=float(prune_probability),
             prune_fraction=float(prune_fraction), local_search_lr=float(local_search_lr),
-            inherit_moments=bool(inherit_moments), warmup=int(warmup),
+            inherit_moments=bool(inherit_moments), warmup=int(warmup), trunk=int(trunk),
         )
         super().__init__(params, defaults)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -235,6 +243,62 @@ class GEMONN(PopulationOptimizer):
         return Moments(st["M"], st["V"], st["T"]) if "M" in st else Moments.zeros(X)
 
     @torch.no_grad()
+    def _trunk_step(self, evaluate: Evaluate) -> dict:
+        """A trunk generation: the densest network alone is scored and takes its step; after the last,
+        every other network becomes the trunk pruned to its own density (``_branch``)."""
+        hp, st = self.hp, self.run_state
+        counts = {"evaluations": 0, "nonfinite": 0}
+        if self.initialized:
+            X, F, G = st["X"], st["F"], st["G"]
+            moments = Moments(st["M"], st["V"], st["T"])
+        else:
+            X = self._initial_population()
+            density, _ = row_density_and_finite(X, X)
+            F = torch.stack((density, torch.full_like(density, torch.inf)), dim=1)  # not yet scored
+            G, moments = torch.zeros_like(X), Moments.zeros(X)
+        t = int(F[:, 0].argmax())  # the densest (its density never changes while it is the trunk)
+        one = torch.tensor([t], device=X.device)
+        Ft, Gt = self._evaluate(evaluate, X[one], counts)
+        Xt, Mt = self._local_search(X[one], Ft, Gt, moments.rows(one))
+        self._consistent = False
+        X[t], F[t], G[t] = Xt[0], Ft[0], Gt[0]
+        for mine, theirs in zip(moments, Mt):
+            mine[t] = theirs[0]
+        generation = st.get("generation", 0) + 1
+        if generation == hp["trunk"]:
+            self._branch(X, F, moments, t)
+        st.update(X=X, F=F, G=G, M=moments.M, V=moments.V, T=moments.T, generation=generation,
+                  evaluations=st.get("evaluations", 0) + counts["evaluations"],
+                  nonfinite=st.get("nonfinite", 0) + counts["nonfinite"],
+                  rng=bytes(self.generator.get_state().numpy()))
+        self._consistent = True
+        status = self.status()
+        self._load_knee()
+        return status
+
+    def _branch(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int) -> None:
+        """In place: every row but ``t`` becomes row ``t`` keeping as many of its largest-magnitude
+        prunable entries as the row has nonzero prunable entries now, with row ``t``'s moments
+        (zero where pruned); those rows' losses become +inf until they are scored."""
+        exempt = self._exempt()
+        prunable = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if exempt is None else ~exempt
+        cols = prunable.nonzero().squeeze(1)
+        order = cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)]
+        for i in range(X.shape[0]):  # once per run
+            if i == t:
+                continue
+            keep = int((X[i, cols] != 0).sum())
+            row = X[t].clone()
+            row[order[keep:]] = 0
+            X[i] = row
+            live = row != 0
+            moments.M[i] = torch.where(live, moments.M[t], 0.0)
+            moments.V[i] = torch.where(live, moments.V[t], 0.0)
+            moments.T[i] = moments.T[t]
+            F[i, 0] = live.sum() / X.shape[1]
+            F[i, 1] = torch.inf
+
+    @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]
         """One generation on the minibatch that ``closure`` scores; returns a status dict.
 
@@ -243,8 +307,10 @@ class GEMONN(PopulationOptimizer):
         """
         hp, st = self.hp, self.run_state
         evaluate = closure()
+        if st.get("generation", 0) < hp.get("trunk", 0):
+            return self._trunk_step(evaluate)
         counts = {"evaluations": 0, "nonfinite": 0}
-        warm = st.get("generation", 0) < hp["warmup"]
+        warm = st.get("generation", 0) < hp.get("trunk", 0) + hp["warmup"]
         # parents scored on this minibatch: at the start, when re-scored, and while warming up
         scored = not self.initialized or hp["reevaluate_parents"] or warm
         if not self.initialized:

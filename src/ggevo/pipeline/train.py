@@ -42,12 +42,16 @@ def run_dir(cfg: DictConfig) -> Path:
 
 
 def generations_for(budget: int, pop_size: int, reevaluate: bool, offspring: int | None = None,
-                    warmup: int = 0) -> int:
+                    warmup: int = 0, trunk: int = 0) -> int:
     """Generations that fit ``budget`` evaluations. A generation scores M children (M = ``offspring``,
     default N) and, when ``reevaluate``, re-scores the N parents; the first scores the N initial
     ones. The first ``warmup`` generations score the N parents only. So without warm-up ``g``
     generations cost ``(N + M)·g`` re-scoring, else ``N + M·g``; with it, ``N·W + (N + M)·(g − W)``
-    re-scoring, else ``N·W + M·(g − W)``."""
+    re-scoring, else ``N·W + M·(g − W)``. ``trunk`` generations before all that score one network each."""
+    if trunk:
+        if budget <= trunk:
+            raise ConfigError(f"budget: {budget} evaluations leave nothing after optimizer.trunk={trunk}")
+        return trunk + generations_for(budget - trunk, pop_size, reevaluate, offspring, warmup)
     n, m, w = pop_size, offspring or pop_size, warmup
     if w and budget >= n * w:
         g = w + (budget - n * w) // (n + m if reevaluate else m)
@@ -67,7 +71,7 @@ def apply_budget(cfg: DictConfig) -> None:
     if is_evolutionary(cfg):
         o = cfg.optimizer
         steps = generations_for(int(cfg.budget), o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"),
-                                o.get("warmup", 0))
+                                o.get("warmup", 0), o.get("trunk", 0))
     else:
         steps = int(cfg.budget)
     cfg.trainer.max_steps = steps
