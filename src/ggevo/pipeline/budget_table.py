@@ -21,10 +21,12 @@ def best_at(front: Front, budget: float) -> float | None:
 
 def budget_table(fronts: dict[str, dict[str, Front]], title: str) -> str:
     """Markdown: one row per density budget; per method (label → seed → its front) the mean over seeds
-    (— where no member is that sparse); where both GEMONN+ and magnitude pruning ran, the ratio of
+    (— where no member is that sparse); where both GEMONN+ (or a ``gemonn_plus_…`` preset) and
+    magnitude pruning ran, the ratio of
     their means and each seed's ratio (below 1: GEMONN+ reconstructs better)."""
     names = list(fronts)
-    ratio = PLUS in fronts and BASELINE in fronts
+    plus_name = next((n for n in names if n == PLUS or n.startswith(PLUS + "_")), None)  # gemonn_plus, gemonn_plus_trunk
+    ratio = plus_name is not None and BASELINE in fronts
     head = ["density ≤", *names] + (["GEMONN+ / IMP (mean)", "per seed"] if ratio else [])
     lines = [f"## {title}: best full-train loss at each density budget", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -32,7 +34,7 @@ def budget_table(fronts: dict[str, dict[str, Front]], title: str) -> str:
         values = {n: {s: v for s, f in fronts[n].items() if (v := best_at(f, b)) is not None} for n in names}
         cells = [str(b)] + [f"{statistics.fmean(v.values()):.4g}" if v else "—" for v in values.values()]
         if ratio:
-            plus, base = values[PLUS], values[BASELINE]
+            plus, base = values[plus_name], values[BASELINE]
             both = sorted(set(plus) & set(base))
             cells.append(f"{statistics.fmean(plus.values()) / statistics.fmean(base.values()):.3f}"
                          if plus and base else "—")
