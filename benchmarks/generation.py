@@ -72,12 +72,17 @@ class TimedEvaluator:
         return out
 
 
+def composed(preset: str):
+    """The config ``ggevo-train optimizer=<preset>`` composes."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"optimizer={preset}"])
+
+
 def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool | None,
                       offspring: str | int | None = "preset", warmup: int | None = None):
     """``params -> optimizer`` as ``conf/optimizer/<preset>.yaml`` builds it, with N and compile set and,
     where given, re-scoring, children per generation (None = N) and warm-up generations."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"optimizer={preset}"])
+    cfg = composed(preset)
     o = cfg.optimizer
     o.pop_size = pop_size
     if "compile" in o:
@@ -93,8 +98,7 @@ def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool 
 
 def preset_options(preset: str) -> dict:
     """The preset's optimizer options (re-scoring, children, warm-up) as ``ggevo-train`` composes them."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        o = compose("config", overrides=[f"optimizer={preset}"]).optimizer
+    o = composed(preset).optimizer
     return {"reevaluate_parents": o.get("reevaluate_parents", True), "offspring": o.get("offspring"),
             "warmup": o.get("warmup", 0)}
 

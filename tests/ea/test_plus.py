@@ -106,19 +106,25 @@ def test_moments_travel_with_their_individual_through_selection():
     assert opt.status()["evaluations"] == 8 * 5
 
 
-def test_plus_resumes_exactly_from_a_checkpoint_mid_run():
-    _, ev, full = _make(**PLUS)
-    _run(full, ev, 0, 8)
-    _, ev2, first = _make(**PLUS)
-    _run(first, ev2, 0, 3)
+def _resumes_exactly(options: dict, split: int, stop: int, resumed_seed: int = 0) -> None:
+    """A run stopped after ``split`` generations and resumed from its state_dict (into an optimizer
+    built with ``resumed_seed``) ends where the uninterrupted one does."""
+    _, ev, full = _make(**options)
+    _run(full, ev, 0, stop)
+    _, ev2, first = _make(**options)
+    _run(first, ev2, 0, split)
     buf = io.BytesIO()
     torch.save(first.state_dict(), buf)
     buf.seek(0)
-    _, ev3, resumed = _make(seed=7, **PLUS)
+    _, ev3, resumed = _make(seed=resumed_seed, **options)
     resumed.load_state_dict(torch.load(buf, weights_only=False))
-    _run(resumed, ev3, 3, 8)
+    _run(resumed, ev3, split, stop)
     for k in ("X", "F", "M", "V", "T"):
         assert torch.equal(resumed.run_state[k], full.run_state[k]), k
+
+
+def test_plus_resumes_exactly_from_a_checkpoint_mid_run():
+    _resumes_exactly(PLUS, split=3, stop=8, resumed_seed=7)  # the seed comes from the state
 
 
 def test_fewer_offspring_cost_fewer_evaluations():
@@ -199,18 +205,7 @@ def test_the_trunk_trains_one_network_then_every_other_branches_from_it_by_magni
 
 
 def test_a_run_with_a_trunk_resumes_exactly_across_the_branching():
-    _, ev, opt = _make(**TRUNK)
-    _run(opt, ev, 0, 9)
-    _, ev2, part = _make(**TRUNK)
-    _run(part, ev2, 0, 3)
-    buffer = io.BytesIO()
-    torch.save(part.state_dict(), buffer)
-    buffer.seek(0)
-    _, ev3, resumed = _make(**TRUNK)
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    _run(resumed, ev3, 3, 9)
-    for key in ("X", "F", "M", "V", "T"):
-        assert torch.equal(resumed.run_state[key], opt.run_state[key]), key
+    _resumes_exactly(TRUNK, split=3, stop=9)
 
 
 def test_the_trunk_needs_local_search_and_rescored_parents():

@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ggevo.ea.compiling import compile_available, maybe_compiled, replace_rows_, row_density_and_finite
+from ggevo.ea.compiling import (
+    compile_available,
+    maybe_compiled,
+    replace_rows_,
+    row_density,
+    row_density_and_finite,
+)
 from ggevo.ea.init import INIT_SCHEMES, initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
@@ -253,7 +259,7 @@ class GEMONN(PopulationOptimizer):
             moments = Moments(st["M"], st["V"], st["T"])
         else:
             X = self._initial_population()
-            density, _ = row_density_and_finite(X, X)
+            density = row_density(X)
             F = torch.stack((density, torch.full_like(density, torch.inf)), dim=1)  # not yet scored
             G, moments = torch.zeros_like(X), Moments.zeros(X)
         t = int(F[:, 0].argmax())  # the densest (its density never changes while it is the trunk)
@@ -283,20 +289,20 @@ class GEMONN(PopulationOptimizer):
         exempt = self._exempt()
         prunable = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if exempt is None else ~exempt
         cols = prunable.nonzero().squeeze(1)
+        # rank of each prunable entry of the trunk by falling magnitude; row i keeps its count's largest
         order = cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)]
-        for i in range(X.shape[0]):  # once per run
-            if i == t:
-                continue
-            keep = int((X[i, cols] != 0).sum())
-            row = X[t].clone()
-            row[order[keep:]] = 0
-            X[i] = row
-            live = row != 0
-            moments.M[i] = torch.where(live, moments.M[t], 0.0)
-            moments.V[i] = torch.where(live, moments.V[t], 0.0)
-            moments.T[i] = moments.T[t]
-            F[i, 0] = live.sum() / X.shape[1]
-            F[i, 1] = torch.inf
+        rank = torch.full((X.shape[1],), X.shape[1], dtype=torch.int64, device=X.device)
+        rank[order] = torch.arange(len(order), device=X.device)
+        keep = (X[:, cols] != 0).sum(dim=1, keepdim=True)
+        others = torch.arange(X.shape[0], device=X.device) != t
+        branches = torch.where(prunable & (rank >= keep), 0.0, X[t])[others]
+        live = branches != 0
+        X[others] = branches
+        moments.M[others] = torch.where(live, moments.M[t], 0.0)
+        moments.V[others] = torch.where(live, moments.V[t], 0.0)
+        moments.T[others] = moments.T[t]
+        F[others, 0] = row_density(branches)
+        F[others, 1] = torch.inf
 
     @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]
