@@ -89,7 +89,16 @@ class _Attached:
     rows: _Rows | None = None  # set by PymooNSGA2.step for its duration; never pickled with the algorithm
 
 
-class _TorchSBX(SBX):
+class _OnRows:
+    """An operator that reads and writes rows of ``attached.rows``; a pickled or copied one holds none."""
+
+    attached: _Attached
+
+    def __getstate__(self):
+        return {**self.__dict__, "attached": _Attached()}
+
+
+class _TorchSBX(_OnRows, SBX):
     """pymoo's SBX (its parameters, and ``Crossover.do``'s choice of which matings cross) whose
     coordinates ``ggevo.ea.operators.pymoo_sbx`` computes on the rows pymoo's variables name."""
 
@@ -97,9 +106,6 @@ class _TorchSBX(SBX):
         super().__init__(eta=eta, prob=prob, prob_var=prob_var, prob_bin=prob_bin)
         self.params = (float(eta), float(prob_var), float(prob_bin))
         self.attached = _Attached()
-
-    def __getstate__(self):
-        return {**self.__dict__, "attached": _Attached()}
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
         rows = self.attached.rows
@@ -123,7 +129,7 @@ class _TorchSBX(SBX):
         return rows.add(children.reshape(2 * n_matings, -1)).reshape(2, n_matings, 1)
 
 
-class _TorchPM(PM):
+class _TorchPM(_OnRows, PM):
     """pymoo's PM (its parameters, and ``Mutation.do``'s choice of which individuals mutate) whose
     coordinates ``ggevo.ea.operators.pymoo_pm`` computes on the rows pymoo's variables name."""
 
@@ -131,9 +137,6 @@ class _TorchPM(PM):
         super().__init__(eta=eta)
         self.params = (float(eta), rate)
         self.attached = _Attached()
-
-    def __getstate__(self):
-        return {**self.__dict__, "attached": _Attached()}
 
     def _do(self, problem, X, params=None, *args, random_state=None, **kwargs):
         rows = self.attached.rows
