@@ -5,13 +5,14 @@ import io
 import pytest
 import torch
 
-from ggevo.ea.compiling import compile_available
+from ggevo.ea.compiling import compile_available, row_density
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.init import initial_population
-from ggevo.ea.operators.lamarck import Moments, inherit, masked_adam_step
+from ggevo.ea.operators.lamarck import Moments, inherit, local_search, masked_adam_step
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
-from tests.ea.test_gemonn import _make, _run
+from ggevo.ea.selection import floored, survival
+from tests.ea.test_gemonn import _batch, _make, _run
 
 PLUS = dict(exempt_biases=True, min_density=0.05, mutation="magnitude", prune_probability=0.5,
             prune_fraction=0.2, crossover_rate=0.3, local_search_lr=0.01, reevaluate_parents=False)
@@ -134,7 +135,9 @@ def test_fewer_offspring_cost_fewer_evaluations():
 
 @pytest.mark.parametrize("kw,key", [({"offspring": 3}, "offspring"), ({"crossover_rate": 1.5}, "crossover_rate"),
                                     ({"min_density": 0.0}, "min_density"), ({"prune_fraction": 1.0}, "prune_fraction"),
-                                    ({"local_search_lr": -1.0}, "local_search_lr")])
+                                    ({"local_search_lr": -1.0}, "local_search_lr"),
+                                    ({"density_floor": 1.0}, "density_floor"), ({"density_floor": 0}, "density_floor"),
+                                    ({"lr_density_exponent": -0.5}, "lr_density_exponent")])
 def test_invalid_plus_options_name_the_key(kw, key):
     with pytest.raises(ValueError, match=f"optimizer.{key}"):
         _make(**kw)
@@ -212,3 +215,70 @@ def test_the_trunk_needs_local_search_and_rescored_parents():
     for kw in (dict(trunk=3), dict(trunk=3, local_search_lr=0.01, reevaluate_parents=False), dict(trunk=-1)):
         with pytest.raises(ValueError, match="optimizer.trunk"):
             _make(**kw)
+
+
+def test_a_density_floor_makes_every_sparser_network_count_as_at_the_floor():
+    F = torch.tensor([[0.001, 0.5], [0.005, 0.3], [0.02, 0.2], [0.1, 0.1], [0.5, 0.05]])
+    assert 0 in survival(F, 4).tolist()  # the sparsest is an extreme of the front: kept
+    assert sorted(survival(floored(F, 0.01), 4).tolist()) == [1, 2, 3, 4]  # now dominated by row 1
+    assert floored(F, None) is F and torch.equal(floored(F, 0.01)[:, 1], F[:, 1])
+
+
+def test_survivors_are_chosen_on_floored_densities_and_keep_their_true_ones():
+    floor = 0.3
+    _, ev, opt = _make(**(TRUNK | {"trunk": 0, "density_floor": floor}))
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def closure(b):
+        def evaluate(X):
+            loss, grad = ev(X, b)
+            calls.append((row_density(X), loss.detach().clone()))
+            return loss, grad
+        return evaluate
+
+    changed = 0
+    for t in range(12):
+        calls.clear()
+        opt.step(lambda b=_batch(t): closure(b))
+        if t == 0:
+            continue
+        (dp, lp), (dc, lc) = calls  # the parents re-scored, then the children
+        F = torch.cat((torch.stack((dp, lp), 1), torch.stack((dc, lc), 1)))
+        chosen = sorted(map(tuple, F[survival(floored(F, floor), 8)].tolist()))
+        assert sorted(map(tuple, opt.run_state["F"].tolist())) == chosen  # true densities, floored choice
+        changed += chosen != sorted(map(tuple, F[survival(F, 8)].tolist()))
+    assert changed  # the floor changed who survived at least once
+
+
+def test_a_run_with_a_density_floor_and_density_scaled_steps_resumes_exactly():
+    _resumes_exactly(TRUNK | {"density_floor": 0.3, "lr_density_exponent": 0.5}, split=4, stop=9)
+
+
+def test_a_step_size_per_row_is_each_rows_own_step():
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(4, 257, generator=g)
+    X[torch.rand(4, 257, generator=g) < 0.5] = 0
+    G, M, V = torch.randn(4, 257, generator=g), 0.1 * torch.randn(4, 257, generator=g), torch.rand(4, 257, generator=g)
+    T = torch.tensor([0.0, 3.0, 7.0, 1.0])
+    lr = torch.tensor([0.001, 0.01, 0.02, 0.3])
+    together = masked_adam_step(X, G, M, V, T, lr=lr)
+    for i in range(4):
+        alone = masked_adam_step(X[i:i + 1], G[i:i + 1], M[i:i + 1], V[i:i + 1], T[i:i + 1], lr=float(lr[i]))
+        for a, b in zip(together, alone):
+            assert torch.equal(a[i:i + 1], b)
+    with pytest.raises(ValueError, match="per row"):
+        masked_adam_step(X, G, M, V, T, lr=lr[:3])
+
+
+def test_sparser_networks_take_larger_steps_by_the_density_exponent():
+    _, ev, opt = _make(**(TRUNK | {"trunk": 0, "lr_density_exponent": 0.5}))
+    _run(opt, ev, 0, 3)
+    st = opt.run_state
+    X, F, G, moments = st["X"], st["F"], st["G"], Moments(st["M"], st["V"], st["T"])
+    stepped, _ = opt._local_search(X, F, G, moments)
+    for i in range(X.shape[0]):
+        lr = 0.01 * float(F[i, 0]) ** -0.5
+        alone, _ = local_search(X[i:i + 1], G[i:i + 1], moments.rows(torch.tensor([i])),
+                                lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]))
+        assert torch.allclose(stepped[i], alone[0], rtol=0, atol=1e-6)
+    assert F[:, 0].min() < 0.5 < F[:, 0].max()  # the population spans densities

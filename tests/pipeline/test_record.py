@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 
 import mlflow
 import pytest
@@ -44,6 +46,33 @@ def test_every_option_fails_before_any_run_opens(compose_cfg, override, key):
 def test_an_unwritable_run_folder_fails_before_compute(compose_cfg, tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     _fails_before_any_run(compose_cfg(f"run_dir={tmp_path / 'a_file' / 'run'}"), "run_dir")
+
+
+def test_a_run_folder_in_use_by_a_live_run_fails_before_compute(compose_cfg, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        message = _fails_before_any_run(compose_cfg(), "run_dir")
+        assert str(folder) in message and "in use by another live run" in message
+        assert list(folder.iterdir()) == []  # the lock writes nothing into the folder
+    finally:
+        holder.kill()
+        holder.wait()
+    train(compose_cfg("trainer.max_steps=2"))  # the lock ends with its process: the folder is free again
+    assert [r.info.status for r in _runs(compose_cfg())[1]] == ["FINISHED"]
+
+
+# another process holding a run folder as a live run does
+HOLD = """
+import sys, time
+from pathlib import Path
+from ggevo.pipeline.checks import claim_run_folder
+claim = claim_run_folder(Path(sys.argv[1]), "run_dir")
+print("held", flush=True)
+time.sleep(600)
+"""
 
 
 def test_an_unwritable_artifact_store_fails_before_compute(compose_cfg, tmp_path):

@@ -26,7 +26,7 @@ from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import PopulationOptimizer
-from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
+from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
@@ -57,7 +57,14 @@ class GEMONN(PopulationOptimizer):
     generations before those train the densest initial network alone (one evaluation each); then
     every other network restarts as that one, magnitude-pruned to its own initial density, with
     its moments: the population branches from one well-trained network, as iterative magnitude
-    pruning's stages do from its dense run.
+    pruning's stages do from its dense run. ``density_floor`` makes selection (tournaments and
+    survival) see a density below the floor as the floor itself: a network sparser than it is worth
+    no more than one at it, so the sparsest members compete on loss alone instead of pruning
+    themselves towards nothing, and the population stays spread over the densities above it. The
+    front reported keeps the true densities. ``lr_density_exponent`` p gives each network the step
+    size ``local_search_lr · density^(−p)``: a sparse network moves further per step (with p = ½ its
+    output changes by about as much per step as a dense one's, for uncorrelated updates), so one step
+    size no longer has to suit both ends of the front.
     """
 
     def __init__(
@@ -90,6 +97,8 @@ class GEMONN(PopulationOptimizer):
         inherit_moments: bool = True,
         warmup: int = 0,
         trunk: int = 0,
+        density_floor: float | None = None,
+        lr_density_exponent: float = 0.0,
     ):
         _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
                f"must be an even integer ≥ 2, got {pop_size!r}")
@@ -118,6 +127,10 @@ class GEMONN(PopulationOptimizer):
         _check(isinstance(trunk, int) and trunk >= 0, "trunk", f"must be a number of generations ≥ 0, got {trunk!r}")
         _check(trunk == 0 or (local_search_lr > 0 and reevaluate_parents), "trunk",
                "needs local search (local_search_lr > 0) and re-scored parents (reevaluate_parents: true)")
+        _check(density_floor is None or 0.0 < density_floor < 1.0, "density_floor",
+               f"must be null (off) or a density in (0, 1), got {density_floor!r}")
+        _check(0.0 <= lr_density_exponent <= 1.0, "lr_density_exponent",
+               f"must be in [0, 1] (0 = one step size for all), got {lr_density_exponent!r}")
         defaults = dict(
             pop_size=pop_size, eta=float(eta), crossover=crossover,
             sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
@@ -129,6 +142,8 @@ class GEMONN(PopulationOptimizer):
             min_density=min_density, prune_probability=float(prune_probability),
             prune_fraction=float(prune_fraction), local_search_lr=float(local_search_lr),
             inherit_moments=bool(inherit_moments), warmup=int(warmup), trunk=int(trunk),
+            density_floor=None if density_floor is None else float(density_floor),
+            lr_density_exponent=float(lr_density_exponent),
         )
         super().__init__(params, defaults)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -199,8 +214,11 @@ class GEMONN(PopulationOptimizer):
         if moments is None:
             return X, None
         lo, hi = self.bounds()
+        lr, p = self.hp["local_search_lr"], self.hp.get("lr_density_exponent", 0.0)
+        if p:  # the step size of each row from its density (never below one entry in D)
+            lr = lr * F[:, 0].clamp_min(1.0 / X.shape[1]).pow(-p)
         return self._fallback(lambda: local_search(
-            X, G, moments, lr=self.hp["local_search_lr"], active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
+            X, G, moments, lr=lr, active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
             compiled=self._compiled()))
 
     # ------------------------------------------------------------ generation
@@ -330,7 +348,8 @@ class GEMONN(PopulationOptimizer):
         n = X.shape[0]
         m = 0 if warm else hp["offspring"] or n
         if m:
-            pairs = binary_tournament(*rank_and_crowding(F), m, generator=self.generator).view(2, m // 2)
+            ranked = rank_and_crowding(floored(F, hp.get("density_floor")))
+            pairs = binary_tournament(*ranked, m, generator=self.generator).view(2, m // 2)
             C = self._variation(X, G, pairs)
             FC, GC = self._evaluate(evaluate, C, counts)
         else:  # warming up: no children
@@ -343,7 +362,7 @@ class GEMONN(PopulationOptimizer):
             C, C_moments = self._local_search(C, FC, GC, C_moments)
             if scored:
                 X, moments = self._local_search(X, F, G, moments)
-        keep = survival(torch.cat((F, FC)), n).to(X.device)
+        keep = survival(floored(torch.cat((F, FC)), hp.get("density_floor")), n).to(X.device)
         dead = torch.ones(n, dtype=torch.bool, device=X.device)
         dead[keep[keep < n]] = False
         born = keep[keep >= n] - n

@@ -25,6 +25,14 @@ def fronts(F: torch.Tensor) -> list[np.ndarray]:
     return NonDominatedSorting().do(_objectives(F))
 
 
+def floored(F: torch.Tensor, floor: float | None) -> torch.Tensor:
+    """``F`` (n×2, density first) with every density below ``floor`` raised to it (a copy), or ``F``
+    itself when ``floor`` is None: the objectives selection ranks with a density floor."""
+    if floor is None:
+        return F
+    return torch.stack((F[:, 0].clamp(min=floor), F[:, 1]), dim=1)
+
+
 def rank_and_crowding(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-domination rank (n,) int64, 0 = first front, and crowding distance within its front (n,)."""
     Fn = _objectives(F)

@@ -2,11 +2,14 @@
 MLflow run has been opened yet.
 
 The tracking store answers (``ggevo.pipeline.store``), the run folder and the artifact store can
-be written, and a checkpoint to resume from loads and was made under the same config.
+be written, no other live run writes to the run folder, and a checkpoint to resume from loads and was
+made under the same config.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +77,47 @@ def check_module_matches(resume: Resume | None, module: torch.nn.Module) -> None
                           f"(differs at {', '.join(f'{k} {s}' for k, s in diff)})")
 
 
-def check_world(cfg: DictConfig, out: Path) -> Resume | None:
-    """The store, the run folder, the artifact store and the checkpoint, in that order."""
+class RunFolderClaim:
+    """An exclusive lock on a run folder itself (no file is written into it), held until ``close``
+    (or the end of the process, however it ends)."""
+
+    def __init__(self, out: Path, key: str):
+        self.fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise ConfigError(f"{key}: the run folder {out} is in use by another live run; "
+                              f"give this run its own: run_dir=<folder>") from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+    def __enter__(self) -> RunFolderClaim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def claim_run_folder(out: Path, key: str) -> RunFolderClaim:
+    """``out`` locked for this run, so two runs never write one folder's checkpoints and front over
+    each other's; a folder another live run holds is a ConfigError naming ``key``."""
+    return RunFolderClaim(out, key)
+
+
+def check_world(cfg: DictConfig, out: Path) -> tuple[Resume | None, RunFolderClaim]:
+    """The store, the run folder (claimed for this run: close the returned claim to release it), the
+    artifact store and the checkpoint, in that order."""
     check_store(cfg)
-    writable(out, "run_dir" if cfg.get("run_dir") else "hydra.run.dir", "run folder")
-    check_artifact_store(*experiment_artifact_location(cfg))
-    return load_checkpoint(cfg)
+    key = "run_dir" if cfg.get("run_dir") else "hydra.run.dir"
+    writable(out, key, "run folder")
+    claim = claim_run_folder(out, key)
+    try:
+        check_artifact_store(*experiment_artifact_location(cfg))
+        return load_checkpoint(cfg), claim
+    except BaseException:
+        claim.close()
+        raise

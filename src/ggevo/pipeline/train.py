@@ -103,7 +103,12 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     """
     validate(cfg)
     out = run_dir(cfg)
-    resume = check_world(cfg, out)
+    resume, claim = check_world(cfg, out)
+    with claim:  # no other run writes this folder until this one ends
+        return _train(cfg, callbacks, out, resume)
+
+
+def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resume: Resume | None) -> float:
     apply_budget(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, data = build(cfg)

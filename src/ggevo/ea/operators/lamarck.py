@@ -55,7 +55,7 @@ def masked_adam_step(
     V: torch.Tensor,
     T: torch.Tensor,
     *,
-    lr: float,
+    lr: float | torch.Tensor,
     active: torch.Tensor | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
@@ -66,7 +66,7 @@ def masked_adam_step(
     """One Adam step on every row of ``X`` (n×D) along ``G`` (n×D), zeros held; returns new
     ``(X, M, V, T)``. ``T`` (n,) counts each row's steps (float, so a checkpoint keeps it exactly
     up to 2**24). Rows where ``active`` (n,) bool is False are returned unchanged (a non-finite
-    loss gives no direction).
+    loss gives no direction). ``lr`` is one step size, or one per row ((n,), positive).
 
     ``compiled`` runs ``adam_kernel`` compiled: one loop over n×D memory where eager torch makes a
     dozen passes, with the same numbers bit for bit (its operations are correctly rounded IEEE ones
@@ -76,7 +76,10 @@ def masked_adam_step(
     if not (X.shape == G.shape == M.shape == V.shape) or T.shape != X.shape[:1]:
         raise ValueError(f"shapes disagree: X {tuple(X.shape)}, G {tuple(G.shape)}, M {tuple(M.shape)}, "
                          f"V {tuple(V.shape)}, T {tuple(T.shape)}")
-    if lr <= 0:
+    per_row = isinstance(lr, torch.Tensor)
+    if per_row and lr.shape != X.shape[:1]:
+        raise ValueError(f"a step size per row needs shape {tuple(X.shape[:1])}, got {tuple(lr.shape)}")
+    if not bool((torch.as_tensor(lr) > 0).all()):
         raise ValueError(f"local search needs a positive learning rate, got {lr}")
     b1, b2 = betas
     on = torch.ones(X.shape[0], dtype=torch.bool, device=X.device) if active is None else active
@@ -85,9 +88,10 @@ def masked_adam_step(
     inf = torch.tensor(float("inf"), dtype=X.dtype, device=X.device)
     lower = (-inf).expand(X.shape[1]) if lower is None else lower
     upper = inf.expand(X.shape[1]) if upper is None else upper
-    scalars = torch.tensor([lr, b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
+    scalars = torch.tensor([0.0 if per_row else lr, b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
+    step = lr.to(X.dtype).unsqueeze(1) if per_row else scalars[0]
     Xn, M, V = maybe_compiled(adam_kernel, compiled)(X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t,
-                                                     lower, upper, *scalars)
+                                                     lower, upper, step, *scalars[1:])
     return Xn, M, V, T
 
 
@@ -106,7 +110,7 @@ class Moments(NamedTuple):
         return Moments(self.M[index], self.V[index], self.T[index])
 
 
-def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: float,
+def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: float | torch.Tensor,
                  active: torch.Tensor | None = None, lower: torch.Tensor | None = None,
                  upper: torch.Tensor | None = None, compiled: bool = False) -> tuple[torch.Tensor, Moments]:
     """``masked_adam_step`` on a population with its moments; returns ``(X, moments)`` after it."""
