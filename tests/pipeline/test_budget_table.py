@@ -22,4 +22,5 @@ def test_ratio_column_compares_gemonn_plus_with_pruning_seed_by_seed():
     assert "| 0.01 | 0.02 | 0.500 |" in row5
     trunk = budget_table({"optimizer=gemonn_plus_trunk": plus, "optimizer=imp": imp}, "t")
     assert "| 0.03 | 0.04 | 0.750 | seed 0: 0.50, seed 1: 1.00 |" in trunk  # any gemonn_plus_… preset
-    assert "GEMONN+ / IMP" not in budget_table({"optimizer=gemonn_plusx": plus, "optimizer=imp": imp}, "t")
+    assert "gemonn_plus / imp (mean)" in text and "gemonn_plus_trunk / imp (mean)" in trunk  # named
+    assert "/ imp" not in budget_table({"optimizer=gemonn_plusx": plus, "optimizer=imp": imp}, "t")

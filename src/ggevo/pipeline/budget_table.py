@@ -27,7 +27,8 @@ def budget_table(fronts: dict[str, dict[str, Front]], title: str) -> str:
     names = list(fronts)
     plus_name = next((n for n in names if n == PLUS or n.startswith(PLUS + "_")), None)  # gemonn_plus, gemonn_plus_trunk
     ratio = plus_name is not None and BASELINE in fronts
-    head = ["density ≤", *names] + (["GEMONN+ / IMP (mean)", "per seed"] if ratio else [])
+    # the ratio's column names its preset (with both gemonn_plus and gemonn_plus_trunk, the first swept)
+    head = ["density ≤", *names] + ([f"{plus_name.split('=')[-1]} / imp (mean)", "per seed"] if ratio else [])
     lines = [f"## {title}: best full-train loss at each density budget", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in BUDGETS:
