@@ -68,8 +68,8 @@ def test_a_run_folder_in_use_by_a_live_run_fails_before_compute(compose_cfg, tmp
 HOLD = """
 import sys, time
 from pathlib import Path
-from ggevo.pipeline.checks import claim_run_folder
-claim = claim_run_folder(Path(sys.argv[1]), "run_dir")
+from ggevo.pipeline.checks import RunFolderClaim
+claim = RunFolderClaim(Path(sys.argv[1]), "run_dir")
 print("held", flush=True)
 time.sleep(600)
 """

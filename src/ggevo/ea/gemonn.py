@@ -274,12 +274,12 @@ class GEMONN(PopulationOptimizer):
         counts = {"evaluations": 0, "nonfinite": 0}
         if self.initialized:
             X, F, G = st["X"], st["F"], st["G"]
-            moments = Moments(st["M"], st["V"], st["T"])
         else:
             X = self._initial_population()
             density = row_density(X)
             F = torch.stack((density, torch.full_like(density, torch.inf)), dim=1)  # not yet scored
-            G, moments = torch.zeros_like(X), Moments.zeros(X)
+            G = torch.zeros_like(X)
+        moments = self._moments(X)
         t = int(F[:, 0].argmax())  # the densest (its density never changes while it is the trunk)
         one = torch.tensor([t], device=X.device)
         Ft, Gt = self._evaluate(evaluate, X[one], counts)
@@ -288,17 +288,9 @@ class GEMONN(PopulationOptimizer):
         X[t], F[t], G[t] = Xt[0], Ft[0], Gt[0]
         for mine, theirs in zip(moments, Mt):
             mine[t] = theirs[0]
-        generation = st.get("generation", 0) + 1
-        if generation == hp["trunk"]:
+        if st.get("generation", 0) + 1 == hp["trunk"]:
             self._branch(X, F, moments, t)
-        st.update(X=X, F=F, G=G, M=moments.M, V=moments.V, T=moments.T, generation=generation,
-                  evaluations=st.get("evaluations", 0) + counts["evaluations"],
-                  nonfinite=st.get("nonfinite", 0) + counts["nonfinite"],
-                  rng=bytes(self.generator.get_state().numpy()))
-        self._consistent = True
-        status = self.status()
-        self._load_knee()
-        return status
+        return self._commit(X, F, G, moments, counts)
 
     def _branch(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int) -> None:
         """In place: every row but ``t`` becomes row ``t`` keeping as many of its largest-magnitude
@@ -377,6 +369,12 @@ class GEMONN(PopulationOptimizer):
                 self._fallback(lambda: maybe_compiled(replace_rows_, self._compiled())(
                     M, V, C_moments.M, C_moments.V, rows, born))
                 T.index_copy_(0, rows, C_moments.T[born])
+        return self._commit(X, F, G, moments, counts)
+
+    def _commit(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor, moments: Moments | None,
+                counts: dict) -> dict:
+        """End a generation: the run state takes the new population and counts, then the status."""
+        st = self.run_state
         if moments is not None:
             st.update(M=moments.M, V=moments.V, T=moments.T)
         st.update(

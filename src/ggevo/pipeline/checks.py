@@ -79,7 +79,8 @@ def check_module_matches(resume: Resume | None, module: torch.nn.Module) -> None
 
 class RunFolderClaim:
     """An exclusive lock on a run folder itself (no file is written into it), held until ``close``
-    (or the end of the process, however it ends)."""
+    (or the end of the process, however it ends), so two runs never write one folder's checkpoints
+    and front over each other's; a folder another live run holds is a ConfigError naming ``key``."""
 
     def __init__(self, out: Path, key: str):
         self.fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
@@ -102,19 +103,13 @@ class RunFolderClaim:
         self.close()
 
 
-def claim_run_folder(out: Path, key: str) -> RunFolderClaim:
-    """``out`` locked for this run, so two runs never write one folder's checkpoints and front over
-    each other's; a folder another live run holds is a ConfigError naming ``key``."""
-    return RunFolderClaim(out, key)
-
-
 def check_world(cfg: DictConfig, out: Path) -> tuple[Resume | None, RunFolderClaim]:
     """The store, the run folder (claimed for this run: close the returned claim to release it), the
     artifact store and the checkpoint, in that order."""
     check_store(cfg)
     key = "run_dir" if cfg.get("run_dir") else "hydra.run.dir"
     writable(out, key, "run folder")
-    claim = claim_run_folder(out, key)
+    claim = RunFolderClaim(out, key)
     try:
         check_artifact_store(*experiment_artifact_location(cfg))
         return load_checkpoint(cfg), claim

@@ -88,10 +88,10 @@ def masked_adam_step(
     inf = torch.tensor(float("inf"), dtype=X.dtype, device=X.device)
     lower = (-inf).expand(X.shape[1]) if lower is None else lower
     upper = inf.expand(X.shape[1]) if upper is None else upper
-    scalars = torch.tensor([0.0 if per_row else lr, b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
-    step = lr.to(X.dtype).unsqueeze(1) if per_row else scalars[0]
+    step = lr.to(X.dtype).unsqueeze(1) if per_row else torch.tensor(lr, dtype=X.dtype)
+    scalars = torch.tensor([b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
     Xn, M, V = maybe_compiled(adam_kernel, compiled)(X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t,
-                                                     lower, upper, step, *scalars[1:])
+                                                     lower, upper, step.to(X.device), *scalars)
     return Xn, M, V, T
 
 
