@@ -16,6 +16,12 @@ Generations evaluate by ``evaluation.strategy=auto`` (measured on the first popu
     python benchmarks/generation.py --hidden 100         # the default run's model
     python benchmarks/generation.py --preset gemonn_plus # another optimizer preset
     python benchmarks/generation.py --scaling            # + table over N x H (one process per point)
+
+It also prints (``phases.py``) the CPU, a subnormal-float probe with ``flush_denormal`` off and on,
+``late / early generation`` (generations resumed from the paper configuration after 400 generations
+against a fresh population's, made once and cached), and with ``--preset gemonn_plus_trunk`` a trunk
+generation against an IMP step on the same network, both run through ``train``. ``--flush-denormal
+off`` times everything with the CPU's gradual underflow (``ggevo-train flush_denormal=false``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder
 from ggevo.pipeline.build import optimizer_factory as build_optimizer
 from ggevo.pipeline.memory import reuse_large_allocations
+from ggevo.pipeline.numerics import flush_denormals
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from phases import cpu_line, report_late, report_probe, report_single_network  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
@@ -203,9 +213,13 @@ def main() -> None:
     ap.add_argument("--scaling", action="store_true", help=f"also the table over N in {SCALING_N} x H in {SCALING_H}")
     ap.add_argument("--no-reuse-memory", action="store_true",
                     help="keep glibc's default of fresh pages for every large tensor (ggevo-train reuse_memory=false)")
+    ap.add_argument("--flush-denormal", choices=("on", "off"), default="on",
+                    help="subnormal floats flushed to zero (ggevo-train flush_denormal, default on)")
+    ap.add_argument("--no-late", action="store_true", help="skip the late generations (and making their state)")
     ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     reused = False if args.no_reuse_memory else reuse_large_allocations()  # as ggevo-train does (reuse_memory)
+    flush_denormals(args.flush_denormal == "on")  # as ggevo-train does (flush_denormal)
     if args.point:
         print(json.dumps(scaling_point(args)))
         return
@@ -214,8 +228,10 @@ def main() -> None:
     model, flat, g, batch = setup(n, args.hidden, args.batch_size)
     dim = flat.dim
     X = initial_population(flat.layout, n, generator=g)
+    print(cpu_line())
     print(f"N={n}, D={dim:,} (784-{args.hidden}-784 tied AE), batch {args.batch_size}, preset {args.preset}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, large allocations reused: {reused}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, large allocations reused: {reused}, "
+          f"flush_denormal {args.flush_denormal}")
 
     # (a) evaluation, and (d) the floor
     loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
@@ -285,6 +301,12 @@ def main() -> None:
     print(f"as the preset runs (re-scoring {own['reevaluate_parents']}, {own['offspring'] or 'N'} children): "
           f"wall per evaluation / loop floor {(o + e) / c / floor:.2f} x, everything else / evaluation {o / e:.2f}")
     print(f"peak memory: {peak_memory_mb(X.device):.0f} MB (process RSS)")
+    report_probe(torch.get_num_threads())
+    if not args.no_late:  # the paper configuration's own generation (parents not re-scored), fresh and late
+        paper = optimizer_factory("gemonn", n, compiled, False, offspring=None, warmup=0)
+        report_late(paper, model, auto, batch, args.generations, args.hidden, n)
+    if args.preset == "gemonn_plus_trunk":
+        report_single_network(args.hidden, steps=200, rounds=3)
     if args.scaling:
         scaling_table(args)
 

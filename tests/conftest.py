@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -27,3 +28,19 @@ def compose_cfg(tmp_path):
             )
 
     return make
+
+
+FLOAT32_EPS = torch.finfo(torch.float32).eps
+
+
+def assert_close_in_float32(actual: torch.Tensor, expected: torch.Tensor, *, terms: int) -> None:
+    """Each row of ``actual`` equals ``expected``'s up to float32 rounding of a result that sums ``terms``
+    products: the same sum taken in another order (another kernel, instruction set or batching) differs
+    by at most ``terms · eps`` of the row's norm. A tolerance that follows from float32, not from one CPU."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    actual, expected = actual.double().reshape(len(actual), -1), expected.double().reshape(len(expected), -1)
+    error = (actual - expected).norm(dim=1)
+    bound = terms * FLOAT32_EPS * expected.norm(dim=1)
+    worst = int((error / bound.clamp_min(torch.finfo(torch.float64).tiny)).argmax())
+    assert bool((error <= bound).all()), (f"row {worst}: error {float(error[worst]):.3g} exceeds {terms} · eps · "
+                                          f"|row| = {float(bound[worst]):.3g}")

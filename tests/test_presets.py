@@ -50,3 +50,27 @@ def test_preset_composes_validates_and_builds_its_model(preset):
     else:
         assert out.shape[0] == 2 and out[0].numel() in (int(cfg.data.features), model_cfg.get("hidden", 0))
     assert torch.isfinite(out).all()
+
+
+# the benchmark suite: each preset's network (by its parameter count), budget and the methods it sweeps
+BENCH = {"bench_ae": (784 * 500 + 500 + 784, 25000),
+         "bench_mlp": (784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10, 10000),
+         "bench_lenet5": (None, 5000)}
+BASELINES = ["imp", "imp_lr3e-3", "imp_lr1e-2", "gmp", "rigl", "oneshot"]
+OURS = {"bench_ae": "gemonn_plus_trunk", "bench_mlp": "gemonn_plus", "bench_lenet5": "gemonn_plus"}  # by size
+
+
+@pytest.mark.parametrize("preset", sorted(BENCH))
+def test_bench_presets_sweep_every_method_at_one_budget(preset):
+    size, budget = BENCH[preset]
+    cfg = _compose(f"experiment={preset}")
+    assert cfg.budget == budget and cfg.data.name == "mnist5k"
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    assert str(params.optimizer).split(",") == [OURS[preset], *BASELINES] and str(params.seed).split(",") == ["0", "1"]
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.pop("task")
+    model = build_model(model_cfg)
+    if size is not None:
+        assert sum(p.numel() for p in model.parameters()) == size
+    else:
+        assert type(model).__name__ == "LeNet5"

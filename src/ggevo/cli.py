@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from ggevo.data.sources import DataConfigError, DataUnavailableError
 from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.memory import apply_memory_setting
+from ggevo.pipeline.numerics import apply_numerics_setting
 from ggevo.pipeline.paths import config_dir, rooted
 from ggevo.pipeline.store import writable
 from ggevo.pipeline.threads import set_job_threads
@@ -41,6 +42,7 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
         try:
             set_job_threads(cfg)
             apply_memory_setting(cfg)
+            apply_numerics_setting(cfg)
             return task(cfg)
         except USER_ERRORS as err:
             fail(err)

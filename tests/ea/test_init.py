@@ -1,4 +1,4 @@
-"""Graded-density initialisation and bounds (ALGORITHM.md, "Population and initialisation")."""
+"""Graded-density initialisation and bounds (docs/ALGORITHM.md, "Population and initialisation")."""
 
 import math
 

@@ -1,7 +1,9 @@
-"""Gradient baselines (SGD, Adam, iterative magnitude pruning) through the same entry point and schema."""
+"""Gradient baselines (SGD, Adam, iterative magnitude pruning, GMP, RigL, one-shot pruning) through the
+same entry point and schema, each spending exactly its budget of gradient evaluations."""
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ggevo.pipeline.artifacts import read_front_csv
@@ -11,6 +13,32 @@ SCHEMA = ("hypervolume", "evaluations", "loss/min", "loss/knee", "density/knee",
           "final/hypervolume", "final/train_loss_best", "final/density_knee", "wall_time_s")
 
 
+TARGETS = [0.5, 0.25, 0.1, 0.05, 0.02]
+# each preset's front densities, and what its tiny run needs (a mask update every 5 steps fits 120)
+PRESETS = {
+    "sgd": ([1.0], ()),
+    "adam": ([1.0], ()),
+    "imp": ([1.0, *TARGETS], ()),
+    "imp_lr3e-3": ([1.0, *TARGETS], ()),
+    "imp_lr1e-2": ([1.0, *TARGETS], ()),
+    "gmp": ([1.0, *TARGETS], ("optimizer.update_every=5",)),
+    "rigl": (TARGETS, ("optimizer.update_every=5",)),
+    "oneshot": ([1.0, *TARGETS], ()),
+}
+
+
+class CountEvaluations(pl.Callback):
+    """Counts backward passes through each network the module trains: one gradient evaluation each."""
+
+    def __init__(self):
+        self.count = 0
+
+    def on_fit_start(self, trainer, module):
+        for net in getattr(module, "networks", None) or [module.model]:
+            last = [p for p in net.parameters() if p.requires_grad][-1]
+            last.register_post_accumulate_grad_hook(lambda p: setattr(self, "count", self.count + 1))
+
+
 def _run(cfg):
     client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
     exp = client.get_experiment_by_name(cfg.logger.experiment_name)
@@ -18,20 +46,35 @@ def _run(cfg):
     return client, run
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "imp"])
-def test_baseline_logs_the_common_schema(compose_cfg, tmp_path, optimizer):
-    cfg = compose_cfg(f"optimizer={optimizer}", "budget=120", f"logger.experiment_name={optimizer}")
-    train(cfg)
+@pytest.mark.parametrize("optimizer", list(PRESETS))
+def test_baseline_logs_the_common_schema_and_spends_its_budget(compose_cfg, tmp_path, optimizer):
+    densities, overrides = PRESETS[optimizer]
+    cfg = compose_cfg(f"optimizer={optimizer}", "budget=120", f"logger.experiment_name={optimizer}", *overrides)
+    counter = CountEvaluations()
+    train(cfg, callbacks=[counter])
     client, run = _run(cfg)
+    assert run.info.status == "FINISHED"
     assert set(SCHEMA) <= set(run.data.metrics)
-    assert run.data.metrics["evaluations"] == 120
+    assert counter.count == run.data.metrics["evaluations"] == 120
     assert run.data.params["optimizer._target_"].startswith("torch.optim.")
     assert {"front.csv", "pareto.png", "knee_model.pt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     front = read_front_csv(tmp_path / "run" / "front.csv")
-    if optimizer == "imp":
-        assert front["density"] == pytest.approx([1.0, 0.5, 0.25, 0.1, 0.05, 0.02], abs=2e-3)
-    else:
-        assert front["density"] == [1.0]
+    assert front["density"] == pytest.approx(densities, abs=2e-3)
+    assert run.data.metrics["final/front_size"] == len(densities)
+
+
+@pytest.mark.parametrize(("optimizer", "spent"), [("rigl", 5 * 60), ("oneshot", 30 + 5 * 30)])
+def test_whole_budget_per_density_gives_each_density_the_whole_budget(compose_cfg, tmp_path, optimizer, spent):
+    """RigL's five networks get 60 steps each; one-shot's five fine-tuned ones the whole rest (30) each."""
+    _, overrides = PRESETS[optimizer]
+    cfg = compose_cfg(f"optimizer={optimizer}", "budget=60", "optimizer.budget_per_density=whole",
+                      f"logger.experiment_name={optimizer}", *overrides)
+    counter = CountEvaluations()
+    train(cfg, callbacks=[counter])
+    _, run = _run(cfg)
+    assert counter.count == run.data.metrics["evaluations"] == spent
+    assert run.data.metrics["generation"] == 60  # Lightning steps: the budget, several networks a step
+    assert read_front_csv(tmp_path / "run" / "front.csv")["density"] == pytest.approx(PRESETS[optimizer][0], abs=2e-3)
 
 
 def test_dense_baseline_spends_the_budget_of_its_paired_ea_run(compose_cfg):
@@ -76,3 +119,26 @@ def test_pymoo_nsga2_through_the_entry_point_logs_the_schema_and_resumes(compose
     a, b = state("full"), state("part")
     assert a["generation"] == b["generation"] == 6
     assert torch.equal(a["X"], b["X"]) and torch.equal(a["F"], b["F"])
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("optimizer=gmp", "budget=120"), "optimizer.update_every"),  # 3 updates of 100 steps cannot land on 5 targets
+    (("optimizer=gmp", "budget=5000", "optimizer.target_densities=[0.1,0.5]"), "optimizer.target_densities"),
+    (("optimizer=oneshot", "budget=5000", "optimizer.target_densities=[0.5,1.0]"), "optimizer.target_densities"),
+    (("optimizer=rigl", "budget=5000", "optimizer.budget_per_density=half"), "optimizer.budget_per_density"),
+    (("optimizer=rigl", "budget=5000"), None),
+    (("optimizer=rigl", "budget=500"), "optimizer.update_every"),  # T_end = 75 of 100 steps: no update every 100
+    (("optimizer=rigl", "budget=5000", "optimizer.drop_fraction=1.5"), "optimizer.drop_fraction"),
+    (("optimizer=oneshot", "budget=5000", "optimizer.dense_fraction=1"), "optimizer.dense_fraction"),
+    (("optimizer=gmp", "budget=5000", "optimizer.method=lottery"), "optimizer.method"),
+])
+def test_sparse_method_keys_fail_as_one_line_naming_the_key(compose_cfg, overrides, key):
+    from ggevo.pipeline.validate import ConfigError, validate
+
+    cfg = compose_cfg(*overrides)
+    if key is None:
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: ") as err:
+        validate(cfg)
+    assert "\n" not in str(err.value)

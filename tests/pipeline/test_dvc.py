@@ -1,5 +1,7 @@
-"""`dvc repro` of the real dvc.yaml, shrunk to a tiny configuration, in a fresh repository."""
+"""`dvc repro` of the real dvc.yaml, shrunk to a tiny configuration, in a fresh repository, then in a
+fresh clone of it that has neither its MLflow store nor its DVC cache."""
 
+import json
 import os
 import re
 import shutil
@@ -62,6 +64,33 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-c", "user.name=ggevo", "-c", "user.email=ggevo@example.invalid", *args],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small")
+REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
+           "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
+           "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
+           "reports/ablation_plus/table.md", "reports/ablation_plus/hypervolume.png",
+           "reports/compare_ae_small/table.md", "reports/compare_ae_small/fronts.png",
+           "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
+           "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
+           "reports/compare_ae_small/reconstructions.png",
+           "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png")
+
+
+def _nothing_deleted(repo: Path) -> None:
+    """Every report file is there, and git sees no tracked file deleted."""
+    for path in REPORTS:
+        assert (repo / path).is_file(), path
+    deleted = [line for line in _git(repo, "status", "--porcelain").splitlines() if "D" in line[:2]]
+    assert deleted == []
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("clone")
@@ -69,6 +98,7 @@ def repo(tmp_path_factory) -> Path:
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
     shutil.rmtree(repo / "src" / "ggevo.egg-info", ignore_errors=True)
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     for path, text in TINY.items():
         (repo / path).write_text(text)
     data = (repo / "conf/data/mnist5k.yaml").read_text().replace("limit: null", "limit: 600")
@@ -78,22 +108,34 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
-@pytest.mark.slow
-def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
+@pytest.fixture(scope="module")
+def reproduced(repo) -> Path:
+    """The tiny repository after its first ``dvc repro``."""
     first = _dvc(repo, "repro")
     assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
                            "ablate_plus", "stack", "compare", "report"}
+    return repo
+
+
+@pytest.mark.slow
+def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
+    repo = reproduced
     for path in ("reports/dvc_default/front.csv", "reports/dvc_default/metrics.json",
-                 "reports/dvc_default/test_metrics.json", "reports/ablation_popsize/table.md",
-                 "reports/ablation_sparsity/fronts.png", "reports/ablation_popsize/hypervolume.png",
-                 "reports/ablation_plus/table.md",
-                 "reports/compare_ae_small/fronts.png", "reports/compare_ae_small/loss_by_evaluations.png",
-                 "reports/compare_ae_small/downstream.md", "reports/compare_ae_small/connections.png",
+                 "reports/dvc_default/history.csv", "reports/dvc_default/run.json",
+                 "reports/dvc_default/test_metrics.json", *REPORTS,
                  "reports/stacked_mnist5k/stack.md", "reports/stacked_mnist5k/stack_fronts.png",
-                 "data/mnist5k.npz", "mlflow.db"):
+                 *(f"reports/sweeps/{s}/sweep.json" for s in SWEEPS), "data/mnist5k.npz", "mlflow.db"):
         assert (repo / path).is_file(), path
     table = (repo / "reports/ablation_popsize/table.md").read_text()
     assert "pop_size=4" in table and "pop_size=6" in table
+    compare = (repo / "reports/compare_ae_small/table.md").read_text()
+    assert all(f"| optimizer={m} | 1 |" in compare for m in ("gemonn", "pymoo_nsga2", "adam"))
+    record = json.loads((repo / "reports/sweeps/ablation_popsize/sweep.json").read_text())
+    assert [j["settings"]["optimizer.pop_size"] for j in record["jobs"]] == ["4", "6"]
+    for job in record["jobs"]:  # every job's front, metrics and history; no weights anywhere in the record
+        assert {"front.csv", "metrics.json", "history.csv"} <= {p.name for p in (
+            repo / "reports/sweeps/ablation_popsize" / job["name"]).iterdir()}
+    assert not [p for s in SWEEPS for p in (repo / "reports/sweeps" / s).rglob("*model*")]
 
     assert _ran(_dvc(repo, "repro")) == set()
 
@@ -102,3 +144,38 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(repo):
     third = _ran(_dvc(repo, "repro"))
     assert "prepare" not in third
     assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity", "stack"} <= third
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_path):
+    """A clone holds what git holds: no MLflow store, no DVC cache. The report stage rebuilds every
+    report from the sweep records there, a test metric that differs in its 8th digit does not touch it,
+    and `dvc repro` to the end deletes nothing committed."""
+    _git(reproduced, "add", "-A")
+    _git(reproduced, "commit", "-qm", "tiny pipeline, reproduced")
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(reproduced), str(clone))
+    for absent in ("mlflow.db", "mlartifacts", ".dvc/cache", "data/mnist5k.npz", "reports/dvc_default/front.pt",
+                   "multirun"):
+        assert not (clone / absent).exists(), absent
+
+    alone = _dvc(clone, "repro", "--single-item", "--force", "report")  # its inputs are tracked files only
+    assert _ran(alone) == {"report"}
+    assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()  # no store was opened
+    _nothing_deleted(clone)
+    changed = [line[3:] for line in _git(clone, "status", "--porcelain").splitlines()]
+    assert [p for p in changed if not p.endswith(".png")] == []  # the same tables from the same records
+
+    second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
+    assert {"prepare", "train", "evaluate", "stack", "report"} <= second
+    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "compare"}
+    _nothing_deleted(clone)
+
+    test_metrics = clone / "reports/dvc_default/test_metrics.json"
+    values = json.loads(test_metrics.read_text())
+    key = next(k for k, v in values.items() if isinstance(v, float) and v != 0)
+    values[key] *= 1 + 3e-8  # as another CPU's float32 kernels round it
+    test_metrics.write_text(json.dumps(values, indent=2) + "\n")
+    third = _ran(_dvc(clone, "repro"))
+    assert "report" not in third
+    _nothing_deleted(clone)

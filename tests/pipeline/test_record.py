@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from ggevo.pipeline import recorder
 from ggevo.pipeline.artifacts import read_front_csv
 from ggevo.pipeline.interrupts import RunKilled
 from ggevo.pipeline.results import distinct
@@ -173,7 +174,8 @@ class _InterruptWriteAt(pl.Callback):
 
 
 @pytest.mark.parametrize("step", [1, 3])
-def test_ctrl_c_during_a_metric_write_is_killed_with_every_metric(compose_cfg, tmp_path, step):
+def test_ctrl_c_during_a_metric_write_is_killed_with_every_metric(compose_cfg, tmp_path, step, monkeypatch):
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 0.0)  # every generation's metrics stored as they come
     cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=2")
     with pytest.raises(RunKilled) as killed:
         train(cfg, callbacks=[_InterruptWriteAt(step)])
@@ -184,6 +186,28 @@ def test_ctrl_c_during_a_metric_write_is_killed_with_every_metric(compose_cfg, t
     assert steps == list(range(1, step + 1))  # the generation being written was written whole
     assert {"front.csv", "knee_model.pt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+
+
+class _StoredAtCheckpoint(pl.Callback):
+    """The steps of ``hypervolume`` the store holds when each checkpoint is taken (after ggevo's own callbacks)."""
+
+    def __init__(self):
+        self.seen: dict[int, list[int]] = {}
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        rec = trainer.logger
+        history = rec._client.get_metric_history(rec.run_id, "hypervolume")
+        self.seen[trainer.global_step] = sorted(m.step for m in history)
+
+
+def test_metrics_held_between_writes_are_stored_before_every_checkpoint(compose_cfg, monkeypatch):
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 1e9)  # no write by time: only the checkpoints store them
+    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=6", "checkpoint.every_n_steps=2")
+    seen = _StoredAtCheckpoint()
+    train(cfg, callbacks=[seen])
+    assert seen.seen[2] == [1, 2] and seen.seen[4] == [1, 2, 3, 4]
+    client, (run,) = _runs(cfg)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(1, 7))
 
 
 # ------------------------------------------------------------------ crash-exact records

@@ -1,4 +1,4 @@
-"""Losses and gradients of a whole population on one minibatch (ALGORITHM.md, step 4).
+"""Losses and gradients of a whole population on one minibatch (docs/ALGORITHM.md, step 4).
 
 Three strategies compute the same numbers (to float rounding): ``loop`` calls
 ``torch.func.grad_and_value`` once per individual; ``vmap`` batches the individuals with

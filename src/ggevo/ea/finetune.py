@@ -1,4 +1,4 @@
-"""Sparse fine-tuning of front members: masked Adam that keeps every zero at zero (ALGORITHM.md,
+"""Sparse fine-tuning of front members: masked Adam that keeps every zero at zero (docs/ALGORITHM.md,
 "After evolution": the reference README's sparse-SGD / sparse-Adam).
 
 All members are tuned at once: each step scores the whole set (k×D) on one minibatch with the

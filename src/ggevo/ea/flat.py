@@ -1,4 +1,4 @@
-"""A flat-vector view of a module's trainable parameters (ALGORITHM.md, "Problem")."""
+"""A flat-vector view of a module's trainable parameters (docs/ALGORITHM.md, "Problem")."""
 
 from __future__ import annotations
 

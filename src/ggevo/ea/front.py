@@ -1,4 +1,4 @@
-"""The product of a run: the non-dominated front, its knee, its hypervolume (ALGORITHM.md, "After evolution")."""
+"""The product of a run: the non-dominated front, its knee, its hypervolume (docs/ALGORITHM.md, "After evolution")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GEMONN as a ``torch.optim.Optimizer``: one ``step`` is one NSGA-II generation (ALGORITHM.md).
+"""GEMONN as a ``torch.optim.Optimizer``: one ``step`` is one NSGA-II generation (docs/ALGORITHM.md).
 
 The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, loss), gradients
 ``G`` n×D, counters and the generator's state) lives in ``self.state``, so
@@ -281,13 +281,13 @@ class GEMONN(PopulationOptimizer):
             G = torch.zeros_like(X)
         moments = self._moments(X)
         t = int(F[:, 0].argmax())  # the densest (its density never changes while it is the trunk)
-        one = torch.tensor([t], device=X.device)
+        one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
         Ft, Gt = self._evaluate(evaluate, X[one], counts)
-        Xt, Mt = self._local_search(X[one], Ft, Gt, moments.rows(one))
+        Xt, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]))
         self._consistent = False
-        X[t], F[t], G[t] = Xt[0], Ft[0], Gt[0]
+        X[one], F[one], G[one] = Xt, Ft, Gt
         for mine, theirs in zip(moments, Mt):
-            mine[t] = theirs[0]
+            mine[one] = theirs
         if st.get("generation", 0) + 1 == hp["trunk"]:
             self._branch(X, F, moments, t)
         return self._commit(X, F, G, moments, counts)

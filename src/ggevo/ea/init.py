@@ -1,4 +1,4 @@
-"""Graded-density initial population and box bounds (ALGORITHM.md, "Population and initialisation")."""
+"""Graded-density initial population and box bounds (docs/ALGORITHM.md, "Population and initialisation")."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
         return self.params[0].device
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lower and upper box bounds (D,) of weights and biases (ALGORITHM.md, initialisation)."""
+        """Lower and upper box bounds (D,) of weights and biases (docs/ALGORITHM.md, initialisation)."""
         if self._bounds is None or self._bounds[0].device != self._device():
             lo, hi = box_bounds(self.layout, weight_bound=self.hp["weight_bound"], bias_bound=self.hp["bias_bound"],
                                 dtype=self.params[0].dtype)

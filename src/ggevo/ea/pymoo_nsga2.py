@@ -1,4 +1,4 @@
-"""Plain NSGA-II as an independent baseline: pymoo's own ``NSGA2`` driven by ask/tell (ALGORITHM.md, ablations).
+"""Plain NSGA-II as an independent baseline: pymoo's own ``NSGA2`` driven by ask/tell (docs/ALGORITHM.md, ablations).
 
 A drop-in for :class:`ggevo.ea.gemonn.GEMONN` (same ``step``/``front``/``status`` interface and the
 same graded initial population and box bounds), so a comparison isolates the variation operators:
@@ -160,7 +160,7 @@ class PymooNSGA2(PopulationOptimizer):
     pair with probability ``crossover_prob`` and then to each variable with probability 0.5; PM
     with index ``mutation_eta`` on each variable with probability ``mutation_rate`` (null: 1/D),
     to an offspring with probability 0.9. ``eta`` and ``mutation_eta`` default to 20, as in
-    ALGORITHM.md and GEMONN (pymoo's own defaults are 15 and 20).
+    docs/ALGORITHM.md and GEMONN (pymoo's own defaults are 15 and 20).
 
     State (``self.state``, see ``run_state``): ``X`` (N×D, the params' dtype and device), ``F``
     (N×2: density, loss; non-finite losses are +inf), ``generation``, ``evaluations``,

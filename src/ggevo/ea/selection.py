@@ -1,4 +1,4 @@
-"""NSGA-II ranking, crowding, environmental selection and binary tournament (ALGORITHM.md, steps 1 and 5).
+"""NSGA-II ranking, crowding, environmental selection and binary tournament (docs/ALGORITHM.md, steps 1 and 5).
 
 Non-dominated sorting and crowding distance come from pymoo; this module only adapts
 tensors to it and threads the explicit ``torch.Generator``.

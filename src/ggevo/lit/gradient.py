@@ -5,12 +5,14 @@ minibatch), so ``max_steps`` is the evaluation budget an EA run is compared at. 
 magnitude pruning (IMP) splits the budget into equal stages down a density schedule: at each
 stage's start the weights are pruned globally by magnitude to that density
 (``torch.nn.utils.prune``) and training goes on with the zeros held; each stage's end is a
-point of its (density, loss) curve. Dense training is IMP with the schedule ``[1.0]``.
+point of its (density, loss) curve. Dense training is IMP with the schedule ``[1.0]``. The other
+sparse-training baselines (GMP, RigL, one-shot pruning) are in ``ggevo.lit.sparse``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -26,6 +28,22 @@ from ggevo.lit.tasks import loss_for
 
 # a minibatch loss this many times the first one means the gradient steps diverged, whatever the task
 DIVERGED = 100.0
+
+
+def check_converging(loss: float, first: float, step: int) -> None:
+    """Raises when a minibatch ``loss`` is not finite or ``DIVERGED`` times the ``first`` one."""
+    if not math.isfinite(loss) or loss > DIVERGED * abs(first):
+        raise FloatingPointError(f"optimizer.lr: training diverged (loss {loss:.4g} at step {step}, "
+                                 f"{first:.4g} at the start): lower the learning rate")
+
+
+def snapshot_front(snapshots: Sequence[torch.Tensor], losses: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snapshots (each (D,)) as a front: ``X`` (k×D) and ``F`` (k×2) of (density, last minibatch loss)."""
+    if not snapshots:
+        raise RuntimeError("no stage has finished yet")
+    X = torch.stack(list(snapshots))
+    F = torch.stack(((X != 0).sum(1).double() / X.shape[1], torch.tensor(list(losses)).double()), 1)
+    return X, F.to(X.dtype)
 
 
 def stage_bounds(budget: int, stages: int) -> list[int]:
@@ -99,9 +117,7 @@ class GradientModule(pl.LightningModule):
         loss = self.loss_fn(self.model(x), (x, y))
         if self.first_loss is None:
             self.first_loss = float(loss.detach())
-        if not torch.isfinite(loss) or float(loss.detach()) > DIVERGED * abs(self.first_loss):
-            raise FloatingPointError(f"optimizer.lr: training diverged (loss {float(loss):.4g} at step {step}, "
-                                     f"{self.first_loss:.4g} at the start): lower the learning rate")
+        check_converging(float(loss.detach()), self.first_loss, step)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -120,8 +136,4 @@ class GradientModule(pl.LightningModule):
 
     def front(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each stage's final parameters (k×D) and their (density, last minibatch loss) (k×2)."""
-        if not self.snapshots:
-            raise RuntimeError("no stage has finished yet")
-        X = torch.stack(self.snapshots)
-        F = torch.stack(((X != 0).sum(1).double() / X.shape[1], torch.tensor(self.snapshot_loss).double()), 1)
-        return X, F.to(X.dtype)
+        return snapshot_front(self.snapshots, self.snapshot_loss)

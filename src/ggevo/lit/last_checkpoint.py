@@ -24,3 +24,12 @@ class CheckpointOnInterrupt(pl.Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
         elif opt.initialized:
             print(f"interrupted while writing a generation: {self.path} keeps the last periodic checkpoint")
+
+
+class StoreBeforeCheckpoint(pl.Callback):
+    """Every logger stores what it holds (``Logger.save``) before a checkpoint is written, so a run
+    resumed from that checkpoint finds each generation it covers already recorded."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()

@@ -1,4 +1,4 @@
-"""The second objective f2 for each task (ALGORITHM.md, "Problem"), and what else a front member is scored by."""
+"""The second objective f2 for each task (docs/ALGORITHM.md, "Problem"), and what else a front member is scored by."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's single-hidden-layer autoencoder with tied weights (ALGORITHM.md, "Models")."""
+"""The paper's single-hidden-layer autoencoder with tied weights (docs/ALGORITHM.md, "Models")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ class _TiedUse(torch.autograd.Function):
     """Hands one weight to the encoder and the decoder; on the way back, sums their gradients.
 
     With ``agree`` set, coordinates where the encoder's and decoder's parts disagree in sign
-    get gradient 0 (the reference implementation's choice, ALGORITHM.md).
+    get gradient 0 (the reference implementation's choice, docs/ALGORITHM.md).
     """
 
     generate_vmap_rule = True

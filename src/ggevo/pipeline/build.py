@@ -17,9 +17,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ggevo.lit.clock import RunClock
 from ggevo.lit.gradient import GradientModule
-from ggevo.lit.last_checkpoint import CheckpointOnInterrupt
+from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.progress import GenerationProgress
+from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.paths import rooted
 from ggevo.pipeline.recorder import Recorder
 from ggevo.pipeline.validate import ConfigError, evolves_population, optimizer_arguments
@@ -55,26 +56,33 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 def optimizer_factory(cfg: DictConfig):
     """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
     args = optimizer_arguments(cfg.optimizer)
-    dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k != "prune_schedule")
+    module_keys = {"prune_schedule"}  # keys the LightningModule takes: a pruning schedule, a sparse method's
+    if cfg.optimizer.get("method"):
+        module_keys |= {"method", *method_options(cfg.optimizer)}
+    dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k not in module_keys)
     if dropped:
         print(f"note: {args['_target_']} ignores optimizer.{', optimizer.'.join(dropped)}")
     return instantiate(args)
 
 
-def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule:
-    """The LightningModule: GEMONN-like optimizers evolve, gradient ones train down a pruning schedule."""
+def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule | SparseModule:
+    """The LightningModule: GEMONN-like optimizers evolve, gradient ones train down a pruning schedule or,
+    with ``optimizer.method`` (gmp | rigl | oneshot), by that sparse-training method."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.get("task", "reconstruction")
     model = build_model(model_cfg)
     if evolves_population(cfg.optimizer):
         return EvolutionModule(model, optimizer_factory(cfg), task=task, evaluation=cfg.evaluation.strategy,
                                chunk_size=cfg.evaluation.chunk_size)
+    if cfg.optimizer.get("method"):
+        return build_method(model, optimizer_factory(cfg), OmegaConf.to_container(cfg.optimizer, resolve=True),
+                            task=task, budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref, seed=int(cfg.seed))
     schedule = cfg.optimizer.get("prune_schedule") or [1.0]
     return GradientModule(model, optimizer_factory(cfg), task=task, schedule=schedule,
                           budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref)
 
 
-def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule, pl.LightningDataModule]:
+def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule | SparseModule, pl.LightningDataModule]:
     """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
     data = build_data(cfg)
     return build_module(cfg), data
@@ -91,5 +99,5 @@ def build_trainer(cfg: DictConfig, recorder: Recorder, out: Path, clock: RunCloc
                                   save_top_k=0, save_last=True, enable_version_counter=False)
     last = out / "checkpoints" / "last.ckpt"
     return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out),
-                       callbacks=[checkpoints, CheckpointOnInterrupt(last), GenerationProgress(), clock,
-                                  *callbacks])
+                       callbacks=[StoreBeforeCheckpoint(), checkpoints, CheckpointOnInterrupt(last),
+                                  GenerationProgress(), clock, *callbacks])

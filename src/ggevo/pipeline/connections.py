@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -24,13 +25,27 @@ def first_layer(state_dict: dict[str, torch.Tensor]) -> torch.Tensor:
     raise ValueError("the model has no weight matrix to draw")
 
 
+def pack_mask(mask: torch.Tensor) -> dict:
+    """A boolean matrix (hidden × inputs) bit-packed for storage: an eighth of a bool tensor's bytes."""
+    bits = np.packbits(mask.detach().cpu().numpy().astype(bool).ravel())
+    return {"shape": list(mask.shape), "bits": torch.from_numpy(bits)}
+
+
+def unpack_mask(packed: dict) -> torch.Tensor:
+    """The boolean matrix ``pack_mask`` stored."""
+    shape = packed["shape"]
+    bits = np.unpackbits(packed["bits"].numpy(), count=math.prod(shape))
+    return torch.from_numpy(bits.astype(bool)).reshape(shape)
+
+
 def image_side(inputs: int) -> int | None:
     side = math.isqrt(inputs)
     return side if side * side == inputs else None
 
 
 def connection_plot(path: Path, layers: dict[str, torch.Tensor], units: int = 8, title: str = "") -> None:
-    """``layers`` maps a row label to its first-layer weight (hidden × inputs); inputs must be a square image."""
+    """``layers`` maps a row label to its first-layer weight or its nonzero mask (hidden × inputs); inputs
+    must be a square image."""
     fig, axes = plt.subplots(len(layers), units + 1, figsize=(1.4 * (units + 1), 1.6 * len(layers)), squeeze=False)
     for row, (name, weight) in zip(axes, layers.items()):
         mask = (weight != 0).cpu()

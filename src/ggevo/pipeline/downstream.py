@@ -1,4 +1,4 @@
-"""Downstream accuracy (CCR) of an autoencoder's encoder (ALGORITHM.md, "After evolution").
+"""Downstream accuracy (CCR) of an autoencoder's encoder (docs/ALGORITHM.md, "After evolution").
 
 The encoder of a chosen front member gets a softmax classifier on its hidden layer; the whole
 network is fine-tuned on the training split (paper: SGD lr 0.1, momentum 0.9, 20 epochs) and

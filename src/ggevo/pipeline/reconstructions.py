@@ -57,7 +57,7 @@ def reconstruct(flat: FlatParams, X: torch.Tensor, images: torch.Tensor) -> torc
 def reconstruction_record(flat: FlatParams, X: torch.Tensor, table: dict[str, torch.Tensor], data) -> dict:
     """The same ``SHOWN`` validation images, the members spread over the front's densities, their
     reconstructions, densities and train losses (saved as ``reconstructions.pt`` and drawn)."""
-    images = data.splits["val"][0][:SHOWN].flatten(1).float()
+    images = data.splits["val"][0][:SHOWN].flatten(1).float().clone()  # its own storage: not the whole split's
     rows = spread_members(table["density"])
     return {"images": images, "outputs": reconstruct(flat, X[rows], images),
             "density": table["density"][rows].clone(), "train_loss": table["train_loss"][rows].clone(),

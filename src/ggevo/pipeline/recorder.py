@@ -10,12 +10,18 @@ metrics — and never reaches back into the optimizer or the data. Its record is
 - the run ends FINISHED only through ``close("FINISHED")`` after the front and its files are
   stored; a failure closes it FAILED with a one-line ``ggevo.failure`` tag, an interruption KILLED.
 
+The run folder holds what a report needs without the store: the front's files, ``history.csv``
+(each generation's status, written with them) and ``run.json`` (written by ``close``: the MLflow run
+and its parent, the config-group choices, the status and its reason). A sweep's record is built
+from these (``ggevo.pipeline.sweep_record``).
+
 Sweep and stack parent runs, and files added to a finished run (export, test evaluation), go
 through the functions at the bottom of this module.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -30,11 +36,15 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from ggevo.lit.status import STATUS_KEYS
+from ggevo.pipeline.history import HISTORY, History, add_to_history, write_history_csv
 from ggevo.pipeline.interrupts import shielded
 from ggevo.pipeline.store import artifact_location, sqlite_path, tracking_uri
 from ggevo.pipeline.tracking import EXPERIMENT_KIND
 
 STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
+RUN_JSON = "run.json"
+FLUSH_SECONDS = 1.0  # metrics are stored at most this long after they are logged (and at every checkpoint)
 Writer = Callable[[Path], None]
 
 
@@ -108,6 +118,10 @@ class Recorder(Logger):
         self._client = None
         self._run_id: str | None = None
         self._stored: set[tuple[str, int]] = set()
+        self._history: History = {}
+        self._identity: dict[str, object] = {}
+        self._pending: list[Metric] = []  # logged, not yet stored (``save``)
+        self._flushed_at = time.monotonic()
         self.closed: str | None = None
 
     # ------------------------------------------------------------------ Lightning's Logger
@@ -143,10 +157,28 @@ class Recorder(Logger):
         fresh = [Metric(k, float(v), now, step) for k, v in metrics.items() if (k, step) not in self._stored]
         if not fresh or self._run_id is None:
             return
+        self._pending.extend(fresh)
+        self._stored.update((m.key, step) for m in fresh)
+        add_to_history(self._history, {m.key: m.value for m in fresh}, step, STATUS_KEYS)
+        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            self.save()
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Store the metrics held since the last write, in batches of MLflow's limit of 1,000.
+
+        Metrics are held for up to ``FLUSH_SECONDS``: one store write per generation cost a
+        single-network phase (a trunk generation) more than its evaluation. Every checkpoint stores
+        them first (``lit.last_checkpoint.StoreBeforeCheckpoint`` calls this), and so does ``close``,
+        so a resumed run finds every generation that its checkpoint holds.
+        """
+        pending, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        if not pending or self._run_id is None:
+            return
         with shielded():
-            for i in range(0, len(fresh), 1000):
-                self._client.log_batch(self._run_id, metrics=fresh[i:i + 1000])
-            self._stored.update((m.key, step) for m in fresh)
+            for i in range(0, len(pending), 1000):
+                self._client.log_batch(self._run_id, metrics=pending[i:i + 1000])
 
     def finalize(self, status: str) -> None:
         """Lightning's end of fit; the run's status is set by ``close`` alone, once the record is whole."""
@@ -155,6 +187,9 @@ class Recorder(Logger):
     def open(self, params: Mapping[str, str], tags: Mapping[str, str], run_id: str | None = None) -> str:
         """Create the run (unique name, params, tags) or reopen ``run_id``; returns the run id."""
         self._client = open_store(self.uri)
+        self._identity = {"parent_run_id": tags.get("mlflow.parentRunId"),
+                          "choices": {k.removeprefix("choice."): str(v) for k, v in tags.items()
+                                      if k.startswith("choice.")}}
         with shielded():
             if run_id is not None:
                 self._client.update_run(run_id, status="RUNNING")
@@ -171,8 +206,13 @@ class Recorder(Logger):
         return self._run_id
 
     def _stored_steps(self, run_id: str) -> set[tuple[str, int]]:
-        keys = self._client.get_run(run_id).data.metrics
-        return {(k, m.step) for k in keys for m in self._client.get_metric_history(run_id, k)}
+        """The (metric, step) pairs the run holds; its status history so far goes back into ``history.csv``."""
+        stored = set()
+        for key in self._client.get_run(run_id).data.metrics:
+            for m in self._client.get_metric_history(run_id, key):
+                stored.add((key, m.step))
+                add_to_history(self._history, {key: m.value}, m.step, STATUS_KEYS)
+        return stored
 
     def set_tags(self, tags: Mapping[str, object]) -> None:
         """Extra tags handed in (data provenance, the evaluation strategy chosen, …)."""
@@ -181,7 +221,11 @@ class Recorder(Logger):
                 self._client.log_batch(self._run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def write(self, files: Mapping[str, Writer], artifact_path: str | None = None) -> list[Path]:
-        """Each ``name → writer`` written whole into the run folder, then stored as an artifact."""
+        """Each ``name → writer`` written whole into the run folder, then stored as an artifact; with them
+        the history of every generation recorded so far (``history.csv``)."""
+        if self._history:
+            history = {k: dict(v) for k, v in self._history.items()}
+            files = {**files, HISTORY: lambda p: write_history_csv(p, history)}
         paths = []
         for name, writer in files.items():
             path = self.out / name
@@ -198,11 +242,19 @@ class Recorder(Logger):
         """End the run FINISHED, KILLED or FAILED; ``reason`` (one line) goes to the ``ggevo.failure`` tag."""
         if self._run_id is None or self.closed is not None:
             return
+        self.save()
         with shielded():
             if reason:
                 self._client.set_tag(self._run_id, "ggevo.failure", reason)
             self._client.set_terminated(self._run_id, status)
+            self._write_run_json(status, reason)
         self.closed = status
+
+    def _write_run_json(self, status: str, reason: str | None) -> None:
+        """``run.json`` in the run folder: which MLflow run (and parent) this folder is, how it ended."""
+        record = {"mlflow_run_id": self._run_id, **self._identity, "status": status, "failure": reason}
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.out / RUN_JSON, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 # ---------------------------------------------------------------------- parent runs and added files

@@ -1,40 +1,44 @@
-"""``ggevo-report``: ablation tables and figures from what MLflow recorded (DVC ``report``).
+"""``ggevo-report``: ablation tables and figures from the files sweeps and runs recorded (DVC ``report``).
 
-For a sweep's parent run it groups the child runs by the swept settings (seeds pooled) and
-writes ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train loss, train
-loss at density ≤ 0.02, 0.05, 0.1, 0.25 and 0.5, explained variance at the knee, density at the knee
-and wall time), ``hypervolume.png``
-(hypervolume by generation, mean over seeds), ``fronts.png`` (the final fronts overlaid) and
-``loss_by_evaluations.png``; where runs measured downstream accuracy, ``downstream.md``; where
-the sweep compares optimizers on image inputs, ``connections.png`` (each method's first-layer
-connections), ``budgets.md`` (each method's best train loss at density ≤ 0.02 … 0.5, and
-GEMONN+'s ratio to magnitude pruning) and ``reconstructions.png`` (the same validation digits reconstructed by each
-method's member at density ≤ 0.1). By default it reports the latest sweep of each ablation preset and of the method
-comparisons (``compare_ae``, ``compare_ae_small``), and the latest single run of the DVC preset.
+A sweep is read from its record (``ggevo.pipeline.sweep_record``): ``reports/sweeps/<preset>/``, which a
+multirun with ``sweep_record=...`` writes and DVC and git track. Its jobs are grouped by the swept
+settings (seeds pooled) into ``reports/<preset>/table.md`` (mean ± std of final hypervolume, best train
+loss, train loss at density ≤ 0.02, 0.05, 0.1, 0.25 and 0.5, explained variance at the knee, density
+at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean over seeds),
+``fronts.png`` (the final fronts overlaid) and ``loss_by_evaluations.png``; where jobs measured
+downstream accuracy, ``downstream.md``; where the sweep compares optimizers, ``budgets.md`` (each
+method's best train loss at density ≤ 0.02 … 0.5, and GEMONN+'s ratio to magnitude pruning),
+``connections.png`` (each method's first-layer connections, image inputs) and ``reconstructions.png``
+(the same validation digits reconstructed by each method's member at density ≤ 0.1). A single run is
+read from its run folder (``--run reports/dvc_default``: ``metrics.json``, ``history.csv``):
+``reports/<preset>/summary.md`` and ``hypervolume.png``.
+
+The DVC ``report`` stage reads only those tracked files, never a tracking store, so ``dvc repro``
+rebuilds every report on any clone. MLflow stays the place to browse: ``--parent <id>`` (any sweep),
+or no argument (the latest sweep of each ablation preset and method comparison, and the latest
+``dvc_default`` run), first writes the same files from the store into a temporary folder
+(``ggevo.pipeline.sweep_mlflow``) and draws them the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-import mlflow
 import torch
-from mlflow.entities import Run
 
-from ggevo.pipeline.artifacts import read_front_csv
+from ggevo.cli import fail
 from ggevo.pipeline.budget_table import budget_table
-from ggevo.pipeline.connections import connection_plot, first_layer, image_side
+from ggevo.pipeline.connections import connection_plot, image_side, unpack_mask
+from ggevo.pipeline.history import curve
 from ggevo.pipeline.paths import default_tracking_uri, rooted
 from ggevo.pipeline.plotting import new_figure, save_figure
 from ggevo.pipeline.reconstructions import comparison_plot
-
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from ggevo.pipeline.recorder import RUN_JSON
+from ggevo.pipeline.sweep_record import CONNECTIONS, RECONSTRUCTIONS, Job, SweepRecord, group_jobs, read_record
 
 COLUMNS = {
     "final/hypervolume": "final hypervolume",
@@ -54,40 +58,23 @@ DOWNSTREAM = {
 }
 ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae", "compare_ae_small")
 
+Groups = dict[tuple, list[Job]]
+
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def children(client: mlflow.tracking.MlflowClient, parent: Run) -> list[Run]:
-    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                              max_results=10_000)
-    return sorted(runs, key=lambda r: r.info.start_time)
-
-
-def setting(run: Run, key: str) -> str:
-    """The run's value of a swept key: a config value, or a config-group choice (``optimizer=adam``)."""
-    return run.data.params.get(key) or run.data.tags.get(f"choice.{key}", "?")
-
-
-def group_runs(runs: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
-    """Runs keyed by their values of the swept ``keys`` other than ``seed``."""
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    for run in runs:
-        groups[tuple((k, setting(run, k)) for k in keys if k != "seed")].append(run)
-    return dict(groups)
 
 
 def label(group: tuple) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in group) or "all runs"
 
 
-def table_rows(groups: dict[tuple, list[Run]], columns: dict[str, str] = COLUMNS) -> list[dict]:
+def table_rows(groups: Groups, columns: dict[str, str] = COLUMNS) -> list[dict]:
     rows = []
-    for group, runs in groups.items():
-        row = {"setting": label(group), "runs": len(runs)}
+    for group, jobs in groups.items():
+        row = {"setting": label(group), "runs": len(jobs)}
         for metric in columns:
-            values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
+            values = [j.metrics[metric] for j in jobs if metric in j.metrics]
             row[metric] = mean_std(values) if values else None
         rows.append(row)
     return rows
@@ -105,12 +92,11 @@ def markdown_table(rows: list[dict], title: str, columns: dict[str, str] = COLUM
     return "\n".join(lines) + "\n"
 
 
-def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+def plot_hypervolume(groups: Groups, path: Path, title: str) -> None:
+    """Hypervolume by generation, the mean over each setting's jobs (as long as the shortest)."""
     fig, ax = new_figure()
-    for group, runs in groups.items():
-        curves = [[m.value for m in sorted(client.get_metric_history(r.info.run_id, "hypervolume"),
-                                              key=lambda m: m.step)] for r in runs]
-        curves = [c for c in curves if c]
+    for group, jobs in groups.items():
+        curves = [c for c in (curve(j.history, "hypervolume") for j in jobs) if c]
         if not curves:
             continue
         length = min(len(c) for c in curves)
@@ -119,141 +105,153 @@ def plot_hypervolume(client, groups: dict[tuple, list[Run]], path: Path, title: 
     save_figure(fig, ax, path, xlabel="generation", ylabel="hypervolume (minibatch loss)", title=title)
 
 
-def plot_loss_by_evaluations(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    """Best minibatch loss against gradient evaluations spent (one line per run), comparable across
+def plot_loss_by_evaluations(groups: Groups, path: Path, title: str) -> None:
+    """Best minibatch loss against gradient evaluations spent (one line per job), comparable across
     methods that spend evaluations differently."""
     fig, ax = new_figure()
-    for i, (group, runs) in enumerate(groups.items()):
-        for j, run in enumerate(runs):
-            by_step = lambda key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}  # noqa: E731
-            spent, loss = by_step("evaluations"), by_step("loss/min")
+    for i, (group, jobs) in enumerate(groups.items()):
+        for j, job in enumerate(jobs):
+            spent, loss = job.history.get("evaluations", {}), job.history.get("loss/min", {})
             steps = sorted(set(spent) & set(loss))
             ax.plot([spent[s] for s in steps], [loss[s] for s in steps], color=f"C{i % 10}", lw=0.9, alpha=0.8,
                     label=label(group) if j == 0 else None)
     save_figure(fig, ax, path, xlabel="gradient evaluations", ylabel="best minibatch loss", title=title, logy=True)
 
 
-def front_csvs(client, groups: dict[tuple, list[Run]]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """Each run's ``front.csv``, as label → seed → columns (runs killed before writing one left out)."""
+def front_csvs(groups: Groups) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Each job's front, as label → seed → columns (jobs killed before writing one left out)."""
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for group, runs in groups.items():
-            for run in runs:
-                try:
-                    local = client.download_artifacts(run.info.run_id, "front.csv", f"{tmp}/{run.info.run_id}")
-                except Exception:  # a run killed before it wrote its front
-                    continue
-                seed = run.data.params.get("seed", run.info.run_id[:8])
-                out.setdefault(label(group), {})[seed] = read_front_csv(Path(local))
+    for group, jobs in groups.items():
+        for job in jobs:
+            if job.front is not None:
+                out.setdefault(label(group), {})[job.seed] = job.front
     return out
 
 
-def plot_fronts(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
+def plot_fronts(groups: Groups, path: Path, title: str) -> None:
     fig, ax = new_figure()
-    for i, (name, fronts) in enumerate(front_csvs(client, groups).items()):
+    for i, (name, fronts) in enumerate(front_csvs(groups).items()):
         for j, front in enumerate(fronts.values()):
             ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=f"C{i % 10}", alpha=0.7,
                     label=name if j == 0 else None)
     save_figure(fig, ax, path, xlabel="density", ylabel="train loss", title=title, logy=True)
 
 
-def report_sweep(client, parent: Run, out: Path) -> Path:
-    """Table and figures of one sweep under ``out/<preset>/``; returns the table's path."""
-    preset = parent.data.tags.get("experiment_preset", parent.info.run_id)
-    keys = [k for k in parent.data.tags.get("ggevo.sweep.params", "").split(",") if k]
-    runs = children(client, parent)
-    if not runs:
-        raise ValueError(f"sweep run {parent.info.run_id} has no child runs")
-    groups = group_runs(runs, keys)
-    folder = out / preset
-    folder.mkdir(parents=True, exist_ok=True)
-    title = f"{preset} (sweep {parent.info.run_id[:8]}, {len(runs)} runs)"
-    table = folder / "table.md"
-    table.write_text(markdown_table(table_rows(groups), title))
-    plot_hypervolume(client, groups, folder / "hypervolume.png", title)
-    plot_fronts(client, groups, folder / "fronts.png", title)
-    plot_loss_by_evaluations(client, groups, folder / "loss_by_evaluations.png", title)
-    if any("downstream/test_accuracy_mean" in r.data.metrics for r in runs):
-        (folder / "downstream.md").write_text(
-            markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
-                           "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
-    if "optimizer" in keys:
-        (folder / "budgets.md").write_text(budget_table(front_csvs(client, groups), title))
-        plot_connections(client, groups, folder / "connections.png", title)
-        plot_reconstructions(client, groups, folder / "reconstructions.png", title)
-    return table
-
-
-def first_run_artifacts(client, groups: dict[tuple, list[Run]], name: str) -> dict[str, object]:
-    """``torch.load`` of artifact ``name`` of each group's first run, by label (runs without it left out:
-    not an autoencoder on images, or killed before they recorded their front)."""
+def pictured(groups: Groups, name: str) -> dict[str, object]:
+    """``torch.load`` of file ``name`` of each setting's pictured job (the first that has it; the record
+    keeps it for that job only), by label; settings without one left out."""
     loaded = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (group, runs) in enumerate(groups.items()):
-            try:
-                local = client.download_artifacts(runs[0].info.run_id, name, f"{tmp}/{i}")
-            except Exception:
-                continue
-            loaded[label(group)] = torch.load(local, map_location="cpu", weights_only=False)
+    for group, jobs in groups.items():
+        path = next((p for p in (j.file(name) for j in jobs) if p is not None), None)
+        if path is not None:
+            loaded[label(group)] = torch.load(path, map_location="cpu", weights_only=False)
     return loaded
 
 
-def plot_reconstructions(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    """The same validation digits reconstructed by each method's member at density ≤ 0.1 (its first run)."""
-    records = first_run_artifacts(client, groups, "reconstructions.pt")
+def plot_reconstructions(groups: Groups, path: Path, title: str) -> None:
+    """The same validation digits reconstructed by each method's member at density ≤ 0.1."""
+    records = pictured(groups, RECONSTRUCTIONS)
     if records:
         comparison_plot(path, records, f"{title}: reconstructions at density ≤ 0.1 (else the sparsest member)")
 
 
-def plot_connections(client, groups: dict[tuple, list[Run]], path: Path, title: str) -> None:
-    """First-layer connections of each method's knee model (its first run), if the inputs are images."""
-    layers = {name: first_layer(knee["state_dict"])
-              for name, knee in first_run_artifacts(client, groups, "knee_model.pt").items()}
-    if any(image_side(w.shape[1]) is None for w in layers.values()):
+def plot_connections(groups: Groups, path: Path, title: str) -> None:
+    """First-layer connections of each method's knee model, if the inputs are images."""
+    masks = {name: unpack_mask(packed) for name, packed in pictured(groups, CONNECTIONS).items()}
+    if any(image_side(m.shape[1]) is None for m in masks.values()):
         return
-    if layers:
-        connection_plot(path, layers, title=f"{title}: first-layer connections of each knee model")
+    if masks:
+        connection_plot(path, masks, title=f"{title}: first-layer connections of each knee model")
 
 
-def latest(client, experiment_ids: list[str], preset: str, role: str) -> Run | None:
-    runs = client.search_runs(experiment_ids, f"tags.experiment_preset = '{preset}' and tags.`ggevo.role` = '{role}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+def report_sweep(record: SweepRecord, out: Path) -> Path:
+    """Table and figures of one sweep under ``out/<preset>/``; returns the table's path."""
+    if not record.jobs:
+        raise ValueError(f"the sweep record {record.folder} has no jobs")
+    groups = group_jobs(record.jobs, record.swept)
+    folder = out / record.preset
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep = f"sweep {record.parent_run_id[:8]}, " if record.parent_run_id else ""
+    title = f"{record.preset} ({sweep}{len(record.jobs)} runs)"
+    table = folder / "table.md"
+    table.write_text(markdown_table(table_rows(groups), title))
+    plot_hypervolume(groups, folder / "hypervolume.png", title)
+    plot_fronts(groups, folder / "fronts.png", title)
+    plot_loss_by_evaluations(groups, folder / "loss_by_evaluations.png", title)
+    if any("downstream/test_accuracy_mean" in j.metrics for j in record.jobs):
+        (folder / "downstream.md").write_text(
+            markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
+                           "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
+    if "optimizer" in record.swept:
+        (folder / "budgets.md").write_text(budget_table(front_csvs(groups), title))
+        plot_connections(groups, folder / "connections.png", title)
+        plot_reconstructions(groups, folder / "reconstructions.png", title)
+    return table
+
+
+def report_run(run_folder: Path, out: Path, preset: str | None = None) -> Path:
+    """``out/<preset>/summary.md`` (final metrics) and ``hypervolume.png`` of one run, from its run folder's
+    ``metrics.json``, ``history.csv`` and ``run.json``; ``preset`` defaults to the folder's name."""
+    if not (run_folder / "metrics.json").is_file():
+        raise FileNotFoundError(f"no metrics.json in {run_folder}: the run has not finished there")
+    preset = preset or run_folder.name
+    info = json.loads((run_folder / RUN_JSON).read_text()) if (run_folder / RUN_JSON).is_file() else {}
+    run = str(info.get("mlflow_run_id") or run_folder.name)[:8]
+    job = Job(name=run, mlflow_run_id=info.get("mlflow_run_id"), status=str(info.get("status")), seed="",
+              settings={}, folder=run_folder)
+    groups = {(("run", run),): [job]}
+    folder = out / preset
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.md").write_text(markdown_table(table_rows(groups), f"{preset} (run {run})"))
+    plot_hypervolume(groups, folder / "hypervolume.png", f"{preset}: hypervolume by generation")
+    return folder / "summary.md"
 
 
 def report(tracking_uri: str, out: Path, parents: list[str] | None = None, presets=ABLATIONS,
            single: list[str] | None = ("dvc_default",)) -> list[Path]:
-    """Write every table and figure; returns the tables written."""
+    """From an MLflow store: the sweeps ``parents`` (default: the latest of each of ``presets``) and the
+    latest run of each ``single`` preset, each written as files first; returns the tables written."""
+    import mlflow
+
+    from ggevo.pipeline.sweep_mlflow import export_run, export_sweep, latest
+
     client = mlflow.tracking.MlflowClient(tracking_uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     sweeps = [client.get_run(p) for p in parents] if parents else \
         [r for r in (latest(client, experiment_ids, p, "sweep") for p in presets) if r is not None]
-    written = [report_sweep(client, s, out) for s in sweeps]
-    for preset in single or ():
-        run = latest(client, experiment_ids, preset, "train")
-        if run is None:
-            continue
-        folder = out / preset
-        folder.mkdir(parents=True, exist_ok=True)
-        groups = {(("run", run.info.run_id[:8]),): [run]}
-        (folder / "summary.md").write_text(markdown_table(table_rows(groups), f"{preset} (latest run)"))
-        plot_hypervolume(client, groups, folder / "hypervolume.png", f"{preset}: hypervolume by generation")
-        written.append(folder / "summary.md")
+    written = []
+    with tempfile.TemporaryDirectory(prefix="ggevo-report-") as tmp:
+        for i, sweep in enumerate(sweeps):
+            index = export_sweep(client, sweep, Path(tmp) / f"sweep{i}", Path(tmp) / "downloads")
+            written.append(report_sweep(read_record(index.parent), out))
+        for preset in single or ():
+            run = latest(client, experiment_ids, preset, "train")
+            if run is not None:
+                written.append(report_run(export_run(client, run, Path(tmp) / "runs" / preset), out))
     return written
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parent", action="append", help="a sweep's parent run id (repeatable); default: latest sweeps")
-    ap.add_argument("--sweep-record", action="append", type=Path,
-                    help="a JSON written by a multirun with sweep_record=... (repeatable)")
+    ap.add_argument("--sweep-record", action="append", type=Path, default=[],
+                    help="a sweep's record folder, written by a multirun with sweep_record=... (repeatable)")
+    ap.add_argument("--run", action="append", type=Path, default=[],
+                    help="a run folder to summarise from its files, e.g. reports/dvc_default (repeatable)")
+    ap.add_argument("--parent", action="append", default=[],
+                    help="a sweep's MLflow parent run id (repeatable); with no record, run or parent given: the "
+                         "latest sweeps and dvc_default run in the store")
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for tables and figures")
     ap.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or the project's mlflow.db")
     args = ap.parse_args()
-    parents = list(args.parent or [])
-    for record in args.sweep_record or []:
-        parents.append(json.loads(rooted(record).read_text())["parent_run_id"])
-    tables = report(args.tracking_uri or default_tracking_uri(), rooted(args.out), parents or None)
+    out = rooted(args.out)
+    try:
+        tables = [report_sweep(read_record(rooted(r)), out) for r in args.sweep_record]
+        tables += [report_run(rooted(r), out) for r in args.run]
+    except (FileNotFoundError, ValueError) as err:  # a record missing, of the older form, or empty
+        fail(err)
+    if args.parent or not (args.sweep_record or args.run):
+        tables += report(args.tracking_uri or default_tracking_uri(), out, args.parent or None,
+                         single=() if args.parent else ("dvc_default",))
     if not tables:
         print("nothing to report: no sweep of " + ", ".join(ABLATIONS) + " and no dvc_default run found")
     for t in tables:

@@ -9,14 +9,23 @@ so ``send_to_jobs`` writes the variables into the launcher's config: Ray's runti
 job, SLURM and submitit's local executor alike). ``train`` tags each job's run with
 ``mlflow.parentRunId``. The parent ends with the worst status of its children (FAILED over KILLED
 over FINISHED), also when the multirun itself dies.
+
+With ``sweep_record=<folder>`` (the DVC stages ``ablate``, ``ablate_plus``, ``compare``:
+``reports/sweeps/<preset>``) a multirun that ends writes its record there: each job's front, final
+metrics, history, swept settings and the small files its report pictures, taken from the jobs' run
+folders under ``hydra.sweep.dir`` (``ggevo.pipeline.sweep_record``). DVC tracks that folder and git
+holds it, and the ``report`` stage reads it, never the MLflow store, so any clone can rebuild the
+reports. The jobs' run folders must be reachable from the launching process (basic, joblib and
+submitit's local launchers; SLURM and Ray with a shared ``hydra.sweep.dir``); if some are not, no
+record is written and the multirun fails in one line.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -26,6 +35,7 @@ from ggevo.cli import fail
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.recorder import children_statuses, close_run, open_parent, worst_status
 from ggevo.pipeline.store import check_store, tracking_uri
+from ggevo.pipeline.sweep_record import from_run_folders, write_record
 from ggevo.pipeline.tracking import PARENT_ENV
 from ggevo.pipeline.validate import ConfigError
 
@@ -64,6 +74,9 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.run_id: str | None = None
         self.uri: str | None = None
+        self.keys: list[str] = []
+        self.preset = "default"
+        self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -71,8 +84,9 @@ class MlflowSweepCallback(Callback):
         except ConfigError as err:
             fail(err)
         self.uri = tracking_uri(config)
-        keys = swept_keys(config)
-        preset = str(config.get("experiment_name") or "default")
+        self.keys = keys = swept_keys(config)
+        self.preset = preset = str(config.get("experiment_name") or "default")
+        self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # as Hydra places the jobs: from the cwd
         self.run_id = open_parent(config, f"sweep {preset}", {
             "ggevo.role": "sweep", "ggevo.sweep.params": ",".join(keys), "experiment_preset": preset,
             "dataset": str(config.data.name)})
@@ -102,7 +116,17 @@ class MlflowSweepCallback(Callback):
         run_id = self.run_id
         self._close([])
         if run_id is not None and config.get("sweep_record"):
-            path = rooted(config.sweep_record)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"parent_run_id": run_id,
-                                        "experiment_preset": str(config.get("experiment_name"))}, indent=2) + "\n")
+            try:
+                self._write_record(rooted(config.sweep_record), run_id)
+            except ConfigError as err:
+                fail(err)
+
+    def _write_record(self, folder: Path, run_id: str) -> None:
+        """The sweep's record from its jobs' run folders, all of them or none (``ggevo.pipeline.sweep_record``)."""
+        jobs = from_run_folders(self.sweep_dir, run_id, self.keys)
+        children = len(children_statuses(self.uri, run_id))
+        if len(jobs) < children:
+            raise ConfigError(f"sweep_record: the run folders of {len(jobs)} of the sweep's {children} jobs are under "
+                              f"{self.sweep_dir} (jobs on other machines keep theirs there); no record written")
+        index = write_record(folder, self.preset, run_id, self.keys, jobs)
+        print(f"sweep record of {len(jobs)} jobs: {index.parent}", flush=True)

@@ -22,6 +22,7 @@ from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.build import build, build_recorder, build_trainer
 from ggevo.pipeline.checks import Resume, check_module_matches, check_world, config_stamp
 from ggevo.pipeline.interrupts import Interrupts, RunKilled
+from ggevo.pipeline.numerics import apply_numerics_setting
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.recorder import Recorder, failure_reason
 from ggevo.pipeline.results import run_result
@@ -110,6 +111,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
 
 def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resume: Resume | None) -> float:
     apply_budget(cfg)
+    flushing = apply_numerics_setting(cfg)  # before any tensor of the run: its numbers depend on it
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, data = build(cfg)
     if resume is not None and not isinstance(module, EvolutionModule):
@@ -119,7 +121,8 @@ def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resu
     trainer = build_trainer(cfg, recorder, out, clock, [ConfigStamp(config_stamp(cfg)), *(callbacks or [])])
     with Interrupts() as interrupts:
         try:
-            recorder.open(flatten_config(cfg), run_tags(cfg), run_id=resume.run_id if resume else None)
+            tags = run_tags(cfg) | {"numerics.flush_denormal": str(flushing).lower()}
+            recorder.open(flatten_config(cfg), tags, run_id=resume.run_id if resume else None)
             if resume is None and callable(getattr(data, "summary", None)):  # splits, normalisation, hashes
                 recorder.set_tags({f"data.{k}": v for k, v in data.summary().items()})
             print(f"MLflow run {recorder.run_id} in experiment '{recorder.experiment_name}' at {recorder.uri}")

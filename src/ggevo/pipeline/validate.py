@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ggevo.data.sources import DATASETS
 from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.gradient import check_schedule
+from ggevo.lit.sparse import METHODS, build_method
 from ggevo.lit.tasks import TASKS
 
 
@@ -71,6 +72,19 @@ def _validate_optimizer(o: DictConfig) -> None:
             raise ConfigError(str(err)) from None
 
 
+def _validate_method(o: DictConfig, steps: int) -> None:
+    """A sparse-training method (``optimizer.method``): its module is built for ``steps`` steps on a stand-in
+    network, so each of its keys is checked once, by the code a run uses."""
+    _require(o.method in METHODS, "optimizer.method", f"must be one of {sorted(METHODS)}, got {o.method!r}")
+    try:
+        build_method(torch.nn.Linear(8, 8), torch.optim.Adam, OmegaConf.to_container(o, resolve=True),
+                     task="reconstruction", budget=steps, hv_ref=(1.1, 0.3), seed=0)
+    except (ValueError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(message if message.startswith(("optimizer.", "budget")) else f"optimizer: {message}") \
+            from None
+
+
 def validate(cfg: DictConfig) -> None:
     o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
     _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
@@ -86,6 +100,8 @@ def validate(cfg: DictConfig) -> None:
     _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
     _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
              f"the number of generations must be a positive integer, got {t.max_steps!r}")
+    if o.get("method") is not None:  # a gradient method's steps are its budget (train.apply_budget)
+        _validate_method(o, cfg.budget if cfg.get("budget") is not None else t.max_steps)
     if cfg.get("downstream"):
         ds = cfg.downstream
         _require(_is_int(ds.seeds) and ds.seeds >= 0, "downstream.seeds",

@@ -1,4 +1,4 @@
-"""GEMONN's gradient-guided simulated binary crossover (ALGORITHM.md, step 2)."""
+"""GEMONN's gradient-guided simulated binary crossover (docs/ALGORITHM.md, step 2)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ already gave (beyond the paper; ``optimizer=gemonn_plus``).
 Each individual carries its own Adam moments ``M``, ``V`` (n×D) and step count ``T`` (n,), which
 travel with it through selection; a child starts from the moments of the parent whose place it
 takes. Zeros are held: an entry that is 0 stays 0, so the step never changes an individual's
-density (ALGORITHM.md's sparsity is moved only by the evolutionary operators).
+density (docs/ALGORITHM.md's sparsity is moved only by the evolutionary operators).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounded polynomial mutation (Deb), the plain NSGA-II ablation's mutation (ALGORITHM.md, "Ablations")."""
+"""Bounded polynomial mutation (Deb), the plain NSGA-II ablation's mutation (docs/ALGORITHM.md, "Ablations")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain simulated binary crossover, the gradient-free NSGA-II ablation (ALGORITHM.md, "Ablations")."""
+"""Plain simulated binary crossover, the gradient-free NSGA-II ablation (docs/ALGORITHM.md, "Ablations")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The fused per-coordinate kernel behind plain SBX and GEMONN's gradient-guided SBX.
 
 One function computes both children of every pair in a single pass, so ``torch.compile``
-fuses it into one loop (ALGORITHM.md, "Gradient-guided crossover", every rule):
+fuses it into one loop (docs/ALGORITHM.md, "Gradient-guided crossover", every rule):
 
 - ``a = min(p, q)``, ``b = max(p, q)``; ``ga``/``gb`` the gradients of the parents holding them;
 - spread factor ``β(u) = (2u)^(1/(η+1))`` for ``u ≤ 0.5`` else ``(2 − 2u)^(−1/(η+1))``;

@@ -1,4 +1,4 @@
-"""GEMONN's mutation: set entries to zero (ALGORITHM.md, step 3)."""
+"""GEMONN's mutation: set entries to zero (docs/ALGORITHM.md, step 3)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,194 @@
+"""What ``generation.py`` times beyond a fresh population: subnormal floats, late generations, single-network phases.
+
+- ``subnormal_probe``: an elementwise ``x*b+x`` over 4M float32 and a 128×500 @ 500×784 matmul, on
+  normal and on subnormal inputs, with ``flush_denormal`` off and on: how much this CPU pays for
+  subnormals, and that the flag removes it (a CPU whose penalty is small still shows the flag working).
+- ``late_state``: the optimizer state of the paper configuration after ``LATE_GENERATIONS``
+  generations of ``ggevo-train experiment=paper_ae`` with ``flush_denormal=false`` (as runs were
+  before the flag), made once by a real run and cached in ``benchmarks/.cache/``; generation.py times
+  generations resumed from it against generations of a fresh population.
+- ``single_network_steps``: a trunk generation of ``optimizer=gemonn_plus_trunk`` (one network, one
+  evaluation) against one step of ``optimizer=imp``'s Adam on the same network, each through
+  ``train`` as ``ggevo-train`` runs it (Lightning, the recorder on a scratch MLflow store, the minibatch
+  stream), the steps timed by a callback and interleaved in rounds, so both see the same machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+CACHE = Path(__file__).resolve().parent / ".cache"
+LATE_GENERATIONS = 400
+
+PROBE = """
+import sys, time, torch
+from ggevo.pipeline.numerics import flush_denormals
+torch.set_num_threads(int(sys.argv[2]))
+flush_denormals(sys.argv[1] == "on")
+def timed(fn, repeats=5):
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+g = torch.Generator().manual_seed(0)
+tiny = torch.finfo(torch.float32).tiny
+x, b = torch.rand(4_000_000, generator=g) + 0.5, torch.full((4_000_000,), 0.5)
+xs = x * tiny / 4
+a, w = torch.rand(128, 500, generator=g), torch.rand(500, 784, generator=g)
+ws = w * tiny / 4
+print(timed(lambda: x * b + x), timed(lambda: xs * b + xs), timed(lambda: a @ w), timed(lambda: a @ ws))
+"""
+
+
+def subnormal_probe(threads: int) -> dict[str, tuple[float, float]]:
+    """``{"off"|"on": (elementwise subnormal/normal, matmul subnormal/normal)}``, each in a fresh process."""
+    out = {}
+    for flag in ("off", "on"):
+        proc = subprocess.run([sys.executable, "-c", PROBE, flag, str(threads)], capture_output=True, text=True,
+                              cwd=ROOT, check=True)
+        e_norm, e_sub, m_norm, m_sub = map(float, proc.stdout.split())
+        out[flag] = (e_sub / e_norm, m_sub / m_norm)
+    return out
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def late_state(hidden: int, pop_size: int) -> dict:
+    """GEMONN's state dict after ``LATE_GENERATIONS`` generations of the paper configuration (cached)."""
+    path = CACHE / f"paper_ae_H{hidden}_N{pop_size}_g{LATE_GENERATIONS}.pt"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"making the late state once: {LATE_GENERATIONS} generations of experiment=paper_ae "
+                  f"(flush_denormal=false) -> {path.relative_to(ROOT)}", flush=True)
+            cmd = [sys.executable, "-m", "ggevo.train", "experiment=paper_ae", f"model.hidden={hidden}",
+                   f"optimizer.pop_size={pop_size}", f"trainer.max_steps={LATE_GENERATIONS}",
+                   "flush_denormal=false", f"trainer.val_check_interval={LATE_GENERATIONS}",
+                   f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"run_dir={tmp}/run"]
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            ckpt = torch.load(Path(tmp) / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
+                              weights_only=False)
+            torch.save(ckpt["optimizer_states"][0], path)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class StepTimer(pl.Callback):
+    """Seconds of each training step (the batch's fetch excluded, every hook of the step included)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, *args) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, *args) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _steps(preset: str, hidden: int, steps: int, tmp: Path, name: str) -> list[float]:
+    from ggevo.pipeline.train import train
+
+    cfg = composed(f"optimizer={preset}", f"model.hidden={hidden}", f"trainer.max_steps={steps}",
+                   f"trainer.val_check_interval={steps}", f"checkpoint.every_n_steps={steps}",
+                   f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"run_dir={tmp}/{name}")
+    timer = StepTimer()
+    train(cfg, callbacks=[timer])
+    return timer.seconds[min(20, steps // 4):]  # past compilation and first-call set-up
+
+
+def single_network_steps(hidden: int, steps: int, rounds: int) -> tuple[list[float], list[float]]:
+    """Median seconds of a trunk generation and of an IMP step, one pair of runs per round."""
+    trunk, imp = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            trunk.append(statistics.median(_steps("gemonn_plus_trunk", hidden, steps, Path(tmp), f"trunk{r}")))
+            imp.append(statistics.median(_steps("imp", hidden, steps, Path(tmp), f"imp{r}")))
+    return trunk, imp
+
+
+def cpu_line() -> str:
+    """The CPU model and the vector extensions that decide which kernels run (AVX2, AVX-512, AMX)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16")
+    return f"CPU: {model} ({' '.join(f for f in wanted if f in flags) or 'no AVX flags seen'})"
+
+
+def resumed_generations(opt_factory, model, evaluator, batch, count: int, state: dict) -> float:
+    """Median seconds of ``count`` generations resumed from ``state`` (after one warm-up generation)."""
+    opt = opt_factory(model.parameters())
+    opt.load_state_dict(state)
+    opt.step(lambda: (lambda P: evaluator(P, batch)))
+    seconds = []
+    for _ in range(count):
+        start = time.perf_counter()
+        opt.step(lambda: (lambda P: evaluator(P, batch)))
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def fresh_generations(opt_factory, model, evaluator, batch, count: int) -> float:
+    """Median seconds of ``count`` generations of a fresh population (after initialisation and one generation)."""
+    opt = opt_factory(model.parameters())
+    opt.step(lambda: (lambda P: evaluator(P, batch)))
+    seconds = []
+    for _ in range(count):
+        start = time.perf_counter()
+        opt.step(lambda: (lambda P: evaluator(P, batch)))
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def report_late(opt_factory, model, evaluator, batch, count: int, hidden: int, pop_size: int) -> None:
+    """Prints ``late / early generation`` with flush_denormal on (ggevo-train's default) and off."""
+    from ggevo.pipeline.numerics import flush_denormals
+
+    state = late_state(hidden, pop_size)
+    ratios = {}
+    for flag in (True, False):
+        flush_denormals(flag)
+        early = fresh_generations(opt_factory, model, evaluator, batch, count)
+        late = resumed_generations(opt_factory, model, evaluator, batch, count, state)
+        ratios[flag] = (late / early, early, late)
+    flush_denormals(True)
+    for flag, (r, early, late) in ratios.items():
+        print(f"late / early generation (flush_denormal={'on' if flag else 'off'}): {r:.2f} x "
+              f"({late:.3f} s after {LATE_GENERATIONS} generations vs {early:.3f} s fresh)")
+
+
+def report_probe(threads: int) -> None:
+    probe = subnormal_probe(threads)
+    for flag, (elementwise, matmul) in probe.items():
+        print(f"subnormal probe (flush_denormal={flag}, {threads} threads): x*b+x over 4M subnormals "
+              f"{elementwise:.1f} x normal; 128x500 @ 500x784 with subnormal weights {matmul:.1f} x normal")
+
+
+def report_single_network(hidden: int, steps: int, rounds: int) -> None:
+    trunk, imp = single_network_steps(hidden, steps, rounds)
+    ratios = [t / i for t, i in zip(trunk, imp)]
+    print(f"trunk generation / IMP step (one network, one evaluation, through train; {rounds} rounds of {steps} "
+          f"steps): {statistics.median(ratios):.2f} x (range {min(ratios):.2f}-{max(ratios):.2f}; trunk "
+          f"{statistics.median(trunk) * 1e3:.2f} ms, IMP {statistics.median(imp) * 1e3:.2f} ms)")
