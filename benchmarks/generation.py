@@ -103,6 +103,8 @@ def optimizer_factory(preset: str, pop_size: int, compile_opt, reevaluate: bool 
         o.offspring = offspring
     if warmup is not None and "warmup" in o:
         o.warmup = warmup
+    if "trunk" in o:  # population generations here; a trunk's single-network ones are timed through train
+        o.trunk = 0
     return build_optimizer(cfg)
 
 

@@ -39,6 +39,7 @@ def _probe(mode: str) -> bytes:
 
 
 def test_flushing_reaches_every_thread_and_off_restores_the_default_numbers():
+    flush_denormals(False)  # a child process can start in its parent's mode (seen here): start it in the default
     default, on, off = _probe("default"), _probe("on"), _probe("off")
     assert off == default  # switched on, then off: bit for bit the CPU's gradual underflow
     flushed = torch.frombuffer(bytearray(on), dtype=torch.float32)
@@ -50,6 +51,7 @@ def test_flushing_reaches_every_thread_and_off_restores_the_default_numbers():
 def test_the_setting_reaches_the_threads_of_an_existing_pool():
     if torch.get_num_threads() < 2:
         pytest.skip("one torch thread: no pool to reach")
+    flush_denormals(False)  # earlier runs in this process leave their setting (on by default)
     x = torch.full((4_000_000,), TINY / 4)
     try:
         assert flush_denormals(True) == torch.get_num_threads()

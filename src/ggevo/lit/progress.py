@@ -6,6 +6,8 @@ import pytorch_lightning as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ggevo.lit.status import PROGRESS
+
 
 def _stats(metrics: dict) -> str:
     if "hypervolume" not in metrics:
@@ -39,7 +41,7 @@ class GenerationProgress(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not trainer.is_global_zero:
             return
-        step, stats = trainer.global_step, _stats(trainer.callback_metrics)
+        step, stats = trainer.global_step, _stats(getattr(pl_module, PROGRESS, {}))
         if self._progress is not None:
             self._progress.update(self._task, completed=step, stats=stats)
         elif step == 1 or step % max(1, trainer.max_steps // self.lines) == 0 or step == trainer.max_steps:

@@ -14,7 +14,8 @@ thread's only, and a thread copies its creator's when it starts, so torch's Open
 started at the first parallel operation, miss a setting made after them. ``flush_denormals``
 therefore also runs the setting inside one OpenMP parallel region of the runtime torch loaded
 (libgomp), once on each of its threads: the setting holds wherever torch computes, whenever it is
-made, and switching it off restores every thread.
+made, and switching it off restores every thread. A process started from a flushing one can start
+flushing too (seen on the Intel machine), so a run sets the mode explicitly either way.
 """
 
 from __future__ import annotations
