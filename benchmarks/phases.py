@@ -137,22 +137,12 @@ def cpu_line() -> str:
     return f"CPU: {model} ({' '.join(f for f in wanted if f in flags) or 'no AVX flags seen'})"
 
 
-def resumed_generations(opt_factory, model, evaluator, batch, count: int, state: dict) -> float:
-    """Median seconds of ``count`` generations resumed from ``state`` (after one warm-up generation)."""
+def timed_generations(opt_factory, model, evaluator, batch, count: int, state: dict | None = None) -> float:
+    """Median seconds of ``count`` generations, of a fresh population or resumed from ``state``
+    (after one untimed generation: initialisation, or the first after the resume)."""
     opt = opt_factory(model.parameters())
-    opt.load_state_dict(state)
-    opt.step(lambda: (lambda P: evaluator(P, batch)))
-    seconds = []
-    for _ in range(count):
-        start = time.perf_counter()
-        opt.step(lambda: (lambda P: evaluator(P, batch)))
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
-
-
-def fresh_generations(opt_factory, model, evaluator, batch, count: int) -> float:
-    """Median seconds of ``count`` generations of a fresh population (after initialisation and one generation)."""
-    opt = opt_factory(model.parameters())
+    if state is not None:
+        opt.load_state_dict(state)
     opt.step(lambda: (lambda P: evaluator(P, batch)))
     seconds = []
     for _ in range(count):
@@ -170,8 +160,8 @@ def report_late(opt_factory, model, evaluator, batch, count: int, hidden: int, p
     ratios = {}
     for flag in (True, False):
         flush_denormals(flag)
-        early = fresh_generations(opt_factory, model, evaluator, batch, count)
-        late = resumed_generations(opt_factory, model, evaluator, batch, count, state)
+        early = timed_generations(opt_factory, model, evaluator, batch, count)
+        late = timed_generations(opt_factory, model, evaluator, batch, count, state)
         ratios[flag] = (late / early, early, late)
     flush_denormals(True)
     for flag, (r, early, late) in ratios.items():
