@@ -5,6 +5,7 @@ import sys
 
 import mlflow
 import pytest
+import sklearn.utils._openmp_helpers  # noqa: F401  a second libgomp in this process, as when the digits are read
 import torch
 
 from ggevo.pipeline.numerics import apply_numerics_setting, flush_denormals
@@ -16,8 +17,12 @@ TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32; below it,
 
 # a computation whose inputs and products are subnormal: x*b+x over 4M entries (torch splits it over every
 # thread of its pool) and a matmul with subnormal weights, as the trained autoencoder's
+# scikit-learn's own libgomp is loaded first, as in any process that read its datasets: the setting must
+# still reach torch's threads, not only the other runtime's
 PROBE = """
-import sys, torch
+import sys
+import sklearn.utils._openmp_helpers
+import torch
 from ggevo.pipeline.numerics import flush_denormals
 torch.manual_seed(0)
 x = (torch.rand(4_000_000) + 0.5) * {tiny} / 2       # every entry subnormal, none 0 (DAZ reads them as 0)

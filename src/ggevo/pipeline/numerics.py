@@ -13,8 +13,9 @@ The modes live in each thread's MXCSR register. ``torch.set_flush_denormal`` set
 thread's only, and a thread copies its creator's when it starts, so torch's OpenMP workers,
 started at the first parallel operation, miss a setting made after them. ``flush_denormals``
 therefore also runs the setting inside one OpenMP parallel region of the runtime torch loaded
-(libgomp), once on each of its threads: the setting holds wherever torch computes, whenever it is
-made, and switching it off restores every thread. A process started from a flushing one can start
+(libgomp), once on each of its threads, and likewise in any other copy of libgomp loaded beside it
+(scikit-learn ships one; picking the wrong copy leaves torch's threads unset): the setting holds
+wherever torch computes, whenever it is made, and switching it off restores every thread. A process started from a flushing one can start
 flushing too (seen on the Intel machine), so a run sets the mode explicitly either way.
 """
 
@@ -32,49 +33,63 @@ from ggevo.pipeline.validate import ConfigError
 _REGION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
-def _openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP runtime (libgomp) this process loaded with torch, or None (another platform or runtime)."""
+def _openmp_runtimes() -> list[ctypes.CDLL]:
+    """Every OpenMP runtime (libgomp) this process loaded, torch's own first; empty on another platform.
+
+    Other packages bring their own copy (scikit-learn's ``scikit_learn.libs/libgomp-*.so``), each with
+    its own threads, and ``/proc/self/maps`` lists them by address, not by owner: torch's is the one
+    that lies under torch's installation.
+    """
     if not sys.platform.startswith("linux"):
-        return None
+        return []
     try:
         maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
-        return None
-    paths = [line.split()[-1] for line in maps if "libgomp" in line.rsplit("/", 1)[-1]]
-    if not paths:
-        return None
-    try:
-        gomp = ctypes.CDLL(paths[0])  # already loaded: the same instance, the same threads
-    except OSError:
-        return None
-    if not hasattr(gomp, "GOMP_parallel"):
-        return None
-    gomp.GOMP_parallel.argtypes = [_REGION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-    gomp.GOMP_parallel.restype = None
-    return gomp
+        return []
+    paths = list(dict.fromkeys(line.split()[-1] for line in maps if "libgomp" in line.rsplit("/", 1)[-1]))
+    home = Path(torch.__file__).resolve().parent
+    paths.sort(key=lambda path: not _under(Path(path), home))
+    runtimes = []
+    for path in paths:
+        try:
+            gomp = ctypes.CDLL(path)  # already loaded: the same instance, the same threads
+        except OSError:
+            continue
+        if hasattr(gomp, "GOMP_parallel"):
+            gomp.GOMP_parallel.argtypes = [_REGION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            gomp.GOMP_parallel.restype = None
+            runtimes.append(gomp)
+    return runtimes
+
+
+def _under(path: Path, home: Path) -> bool:
+    """Whether ``path`` is torch's: inside its package folder or the wheel's ``torch.libs`` beside it."""
+    resolved = path.resolve()
+    return resolved.is_relative_to(home) or resolved.is_relative_to(home.parent / "torch.libs")
 
 
 def flush_denormals(on: bool) -> int:
-    """FTZ and DAZ ``on`` (or off) in the calling thread and in every thread of torch's OpenMP pool.
+    """FTZ and DAZ ``on`` (or off) in the calling thread and in every thread of each OpenMP pool.
 
-    Returns how many threads took the setting (0 where the CPU has no such mode, e.g. not x86).
+    Returns how many threads of torch's pool (the calling one included) took the setting; 1 where
+    no OpenMP runtime is loaded, 0 where the CPU has no such mode (e.g. not x86).
     """
     if not torch.set_flush_denormal(on) and on:
         return 0
-    gomp = _openmp_runtime()
-    if gomp is None:  # threads started from now on copy the calling thread's mode
-        return 1
-    threads: set[int] = {threading.get_ident()}
-    lock = threading.Lock()
+    counts = []
+    for gomp in _openmp_runtimes():
+        threads: set[int] = {threading.get_ident()}
+        lock = threading.Lock()
 
-    def region(_: int | None) -> None:  # runs once on each thread of the pool (the calling one too)
-        torch.set_flush_denormal(on)
-        with lock:
-            threads.add(threading.get_ident())
+        def region(_: int | None, threads=threads, lock=lock) -> None:  # once on each thread of the pool
+            torch.set_flush_denormal(on)
+            with lock:
+                threads.add(threading.get_ident())
 
-    callback = _REGION(region)  # kept referenced until the region has ended
-    gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
-    return len(threads)
+        callback = _REGION(region)  # kept referenced until the region has ended
+        gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
+        counts.append(len(threads))
+    return counts[0] if counts else 1  # no runtime: threads started from now on copy the calling thread's mode
 
 
 def apply_numerics_setting(cfg) -> bool:
