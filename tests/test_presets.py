@@ -57,7 +57,8 @@ BENCH = {"bench_ae": (784 * 500 + 500 + 784, 25000),
          "bench_mlp": (784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10, 10000),
          "bench_lenet5": (None, 5000)}
 BASELINES = ["imp", "imp_lr3e-3", "imp_lr1e-2", "gmp", "rigl", "oneshot"]
-OURS = {"bench_ae": "gemonn_plus_trunk", "bench_mlp": "gemonn_plus", "bench_lenet5": "gemonn_plus"}  # by size
+OURS = {"bench_ae": ["gemonn_plus_trunk"], "bench_mlp": ["gemonn_plus", "gemonn_plus_trunk"],
+        "bench_lenet5": ["gemonn_plus", "gemonn_plus_trunk"]}
 
 
 @pytest.mark.parametrize("preset", sorted(BENCH))
@@ -66,7 +67,7 @@ def test_bench_presets_sweep_every_method_at_one_budget(preset):
     cfg = _compose(f"experiment={preset}")
     assert cfg.budget == budget and cfg.data.name == "mnist5k"
     params = OmegaConf.select(cfg, "hydra.sweeper.params")
-    assert str(params.optimizer).split(",") == [OURS[preset], *BASELINES] and str(params.seed).split(",") == ["0", "1"]
+    assert str(params.optimizer).split(",") == [*OURS[preset], *BASELINES] and str(params.seed).split(",") == ["0", "1"]
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.pop("task")
     model = build_model(model_cfg)

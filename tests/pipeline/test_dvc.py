@@ -48,6 +48,14 @@ TINY = {
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn,pymoo_nsga2,adam\n"
     ),
+    **{f"conf/experiment/bench_{task}.yaml": (
+        "# @package _global_\n" + model + f"experiment_name: bench_{task}\nscore_test: true\n{size}budget: 40\n"
+        "trainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus,imp\n      seed: 0,1\n"
+    ) for task, model, size in (
+        ("mlp", "defaults:\n  - override /model: mlp\n", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
+        ("lenet5", "defaults:\n  - override /model: lenet5\n", "hv_ref: [1.1, 2.5]\n"),
+        ("ae", "", "model: {hidden: 8}\ndownstream: {seeds: 1, epochs: 1, select: density<=0.1}\n"))},
 }
 
 
@@ -71,7 +79,9 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small")
+SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small",
+          "bench_mlp", "bench_lenet5", "bench_ae")
+BENCH = {"bench@mlp", "bench@lenet5", "bench@ae"}
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
            "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
@@ -80,7 +90,8 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
            "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
            "reports/compare_ae_small/reconstructions.png",
-           "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png")
+           "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png",
+           "reports/bench/leaderboard.md", "reports/bench/leaderboard.csv", "reports/bench/fronts_mlp.png")
 
 
 def _nothing_deleted(repo: Path) -> None:
@@ -113,7 +124,7 @@ def reproduced(repo) -> Path:
     """The tiny repository after its first ``dvc repro``."""
     first = _dvc(repo, "repro")
     assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
-                           "ablate_plus", "stack", "compare", "report"}
+                           "ablate_plus", "stack", "compare", "report", *BENCH, "leaderboard"}
     return repo
 
 
@@ -136,6 +147,8 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
         assert {"front.csv", "metrics.json", "history.csv"} <= {p.name for p in (
             repo / "reports/sweeps/ablation_popsize" / job["name"]).iterdir()}
     assert not [p for s in SWEEPS for p in (repo / "reports/sweeps" / s).rglob("*model*")]
+    board = (repo / "reports/bench/leaderboard.md").read_text()
+    assert "## mlp" in board and "## lenet5" in board and "| density ≤ | gemonn_plus | imp |" in board
 
     assert _ran(_dvc(repo, "repro")) == set()
 
@@ -161,6 +174,7 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
 
     alone = _dvc(clone, "repro", "--single-item", "--force", "report")  # its inputs are tracked files only
     assert _ran(alone) == {"report"}
+    assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard")) == {"leaderboard"}  # so are these
     assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()  # no store was opened
     _nothing_deleted(clone)
     changed = [line[3:] for line in _git(clone, "status", "--porcelain").splitlines()]
@@ -168,7 +182,8 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
 
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
-    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "compare"}
+    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "compare", *BENCH,
+                         "leaderboard"}
     _nothing_deleted(clone)
 
     test_metrics = clone / "reports/dvc_default/test_metrics.json"

@@ -10,7 +10,7 @@ import torch
 from ggevo.lit.tasks import extra_scores, loss_for
 from ggevo.pipeline.artifacts import choose_member, read_front_csv
 from ggevo.pipeline.evaluate import load_run
-from ggevo.pipeline.export import export_member, load_exported
+from ggevo.pipeline.export import export_member, load_exported, register_member
 from ggevo.pipeline.train import train
 from tests.conftest import ROOT
 
@@ -60,3 +60,35 @@ def test_export_cli_fails_in_one_line_on_an_impossible_budget(compose_cfg, tmp_p
                            "density<=0.0001"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: select: no front member has density ≤ 0.0001")
+
+
+def test_a_registered_member_loads_from_the_registry_with_its_zeros_and_loss(compose_cfg, tmp_path):
+    import mlflow
+    import mlflow.pytorch
+
+    cfg = compose_cfg("trainer.max_steps=3")
+    train(cfg)
+    run_dir = tmp_path / "run"
+    record = register_member(run_dir, "ggevo-smoke", "knee", alias="champion")
+    assert record["model_uri"] == "models:/ggevo-smoke@champion"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    try:
+        model = mlflow.pytorch.load_model("models:/ggevo-smoke@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    exported = load_exported(run_dir / "export" / "model.pt")
+    assert model.state_dict().keys() == exported.state_dict().keys()
+    for k, v in exported.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    flat = torch.cat([v.reshape(-1) for v in model.state_dict().values()])
+    assert int(torch.count_nonzero(flat)) == record["nonzeros"] < flat.numel()  # the zeros are kept
+    _, _, data, _ = load_run(run_dir)
+    table = read_front_csv(run_dir / "front.csv")
+    loss = _split_means(model.eval(), data, "train", "reconstruction")["loss"]
+    assert loss == pytest.approx(table["train_loss"][record["member"]], rel=1e-5)
+    client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
+    version = client.get_model_version_by_alias("ggevo-smoke", "champion")
+    assert version.tags["ggevo.select"] == "knee"
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    assert run.info.status == "FINISHED"  # registering attached the model without reopening the run for good

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 import torch
 
+from ggevo.pipeline.checks import close_abandoned_runs
 from tests.conftest import ROOT
 
 
@@ -95,3 +96,24 @@ def test_a_crashed_multirun_closes_its_parent_with_the_worst_status(tmp_path):
     (parent,) = [r for r in runs if r.data.tags.get("ggevo.role") == "sweep"]
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in runs if r.data.tags.get("ggevo.role") == "train"] == ["FINISHED"]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_is_closed_killed_once_its_process_is_gone(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = _train(tmp_path, "trainer.max_steps=400", "trainer.val_check_interval=3")
+    _wait_for_generation(tmp_path, 2)
+    assert close_abandoned_runs(uri) == []  # alive: it holds its run folder
+    proc.kill()
+    proc.wait(timeout=60)
+    _, (dead,) = _runs(tmp_path)
+    assert dead.info.status == "RUNNING"  # nothing of the killed process closed it
+    nxt = _train(tmp_path, "trainer.max_steps=2", run="next")  # the next run on the store closes it
+    out, err = nxt.communicate(timeout=600)
+    assert nxt.returncode == 0, err[-3000:]
+    assert f"closed MLflow run {dead.info.run_id} as KILLED" in out
+    client, runs = _runs(tmp_path)
+    dead = next(r for r in runs if r.info.run_id == dead.info.run_id)
+    assert dead.info.status == "KILLED"
+    assert "no longer held" in dead.data.tags["ggevo.failure"]
+    assert [r.info.status for r in runs if r.info.run_id != dead.info.run_id] == ["FINISHED"]

@@ -147,3 +147,16 @@ def test_sparse_finetuning_is_logged_as_a_second_front(compose_cfg, tmp_path):
     before = read_front_csv(tmp_path / "run" / "front.csv")
     after = read_front_csv(tmp_path / "run" / "front_finetuned.csv")
     assert after["density"] == before["density"]  # zeros held: every member keeps its density
+
+
+def test_resuming_against_a_store_without_its_run_fails_naming_both(compose_cfg, tmp_path):
+    train(compose_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=3", run="first"))
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    (tmp_path / "elsewhere").mkdir()
+    other = f"sqlite:///{tmp_path / 'elsewhere' / 'm.db'}"
+    cfg = compose_cfg("trainer.max_steps=6", f"ckpt_path={ckpt}", f"logger.tracking_uri={other}", run="first")
+    with pytest.raises(ConfigError, match=r"ckpt_path: .*last\.ckpt belongs to MLflow run [0-9a-f]+, which the store "
+                                          r"sqlite:///.*elsewhere/m\.db \(logger.tracking_uri\) does not hold"):
+        train(cfg)
+    client = mlflow.tracking.MlflowClient(other)
+    assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())  # nothing opened

@@ -16,7 +16,8 @@ from ggevo.pipeline.validate import ConfigError
 
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 # written after COLUMNS when the task has them
-OPTIONAL = ("train_accuracy", "val_accuracy", "train_explained_variance", "val_explained_variance")
+OPTIONAL = ("train_accuracy", "val_accuracy", "train_explained_variance", "val_explained_variance",
+            "test_loss", "test_accuracy", "test_explained_variance")
 DENSITY_BUDGETS = (0.02, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5)
 # a member counts at a density budget up to 0.1% above it: pruning 393,284 weights to "0.02" leaves 0.0200008
 BUDGET_TOLERANCE = 1e-3
@@ -33,13 +34,14 @@ def split_scores(evaluator: PopulationEvaluator, X: torch.Tensor, data: ArrayDat
 
 
 def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor,
-                data: ArrayDataModule, task: str = "reconstruction") -> dict[str, torch.Tensor]:
-    """Each member's density, minibatch loss and full train/val losses (and accuracies for a
+                data: ArrayDataModule, task: str = "reconstruction",
+                splits: tuple[str, ...] = ("train", "val")) -> dict[str, torch.Tensor]:
+    """Each member's density, minibatch loss and full losses on each of ``splits`` (and accuracies for a
     classifier); ``knee`` flags the knee.
 
     ``X`` (k×D) are the members, ``F`` (k×2) their (density, minibatch loss)."""
     table = {"density": F[:, 0].double().cpu(), "minibatch_loss": F[:, 1].double().cpu()}
-    for split in ("train", "val"):
+    for split in splits:
         for name, values in split_scores(evaluator, X, data, split, task).items():
             table[f"{split}_{name}"] = values
     flag = torch.zeros(len(F), dtype=torch.float64)

@@ -56,7 +56,7 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 def optimizer_factory(cfg: DictConfig):
     """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
     args = optimizer_arguments(cfg.optimizer)
-    module_keys = {"prune_schedule"}  # keys the LightningModule takes: a pruning schedule, a sparse method's
+    module_keys = {"prune_schedule", "trunk_fraction"}  # keys the LightningModule or apply_budget take: a pruning schedule, a sparse method's
     if cfg.optimizer.get("method"):
         module_keys |= {"method", *method_options(cfg.optimizer)}
     dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k not in module_keys)

@@ -2,14 +2,20 @@
 MLflow run has been opened yet.
 
 The tracking store answers (``ggevo.pipeline.store``), the run folder and the artifact store can
-be written, no other live run writes to the run folder, and a checkpoint to resume from loads and was
-made under the same config.
+be written, no other live run writes to the run folder, and a checkpoint to resume from loads, was
+made under the same config and belongs to a run the store holds.
+
+Runs whose process died without closing them (SIGKILL, a lost machine) would stay RUNNING in MLflow
+for ever; a live run holds its run folder's lock (``RunFolderClaim``) until its process ends, so a
+RUNNING run of this machine whose folder is free is dead: ``close_abandoned_runs`` closes it KILLED
+with a ``ggevo.failure`` tag saying so, at the start of every run and in ``ggevo-report``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +24,8 @@ from omegaconf import DictConfig
 
 from ggevo.lit.config_stamp import STAMP_KEY
 from ggevo.pipeline.paths import rooted
-from ggevo.pipeline.recorder import experiment_artifact_location
-from ggevo.pipeline.store import check_artifact_store, check_store, writable
+from ggevo.pipeline.recorder import close_run, experiment_artifact_location, open_store
+from ggevo.pipeline.store import check_artifact_store, check_store, tracking_uri, uri_key, writable
 from ggevo.pipeline.tracking import flatten_config
 from ggevo.pipeline.validate import ConfigError
 
@@ -103,16 +109,76 @@ class RunFolderClaim:
         self.close()
 
 
+RUN_DIR_TAG, HOST_TAG = "ggevo.run_dir", "ggevo.host"  # where a run's folder is, on which machine
+
+
+def run_folder_tags(out: Path) -> dict[str, str]:
+    """The tags by which ``close_abandoned_runs`` finds a run's folder later."""
+    return {RUN_DIR_TAG: str(out.resolve()), HOST_TAG: socket.gethostname()}
+
+
+def folder_is_free(folder: Path) -> bool:
+    """Whether no live process holds ``folder``'s run lock (False too when it cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken only where no run holds it exclusively
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def close_abandoned_runs(uri: str) -> list[str]:
+    """RUNNING runs of this machine whose run folder no live process holds, closed KILLED; their ids.
+
+    A run of another machine, or whose folder is gone, is left as it is: nothing here can tell."""
+    client = open_store(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    host, closed = socket.gethostname(), []
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=5000):
+        folder = run.data.tags.get(RUN_DIR_TAG)
+        if not folder or run.data.tags.get(HOST_TAG) != host or not folder_is_free(Path(folder)):
+            continue
+        close_run(uri, run.info.run_id, "KILLED",
+                  f"abandoned: its process ended without closing the run (its run folder {folder} is no longer held)")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def check_resumed_run(cfg: DictConfig, resume: Resume | None) -> None:
+    """The run a checkpoint belongs to is in the tracking store the resumed run writes to."""
+    if resume is None or resume.run_id is None:
+        return
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri(cfg)
+    try:
+        open_store(uri).get_run(resume.run_id)
+    except MlflowException:
+        raise ConfigError(f"ckpt_path: {resume.path} belongs to MLflow run {resume.run_id}, which the store {uri} "
+                          f"({uri_key(cfg)}) does not hold: resume against the store that ran it") from None
+
+
 def check_world(cfg: DictConfig, out: Path) -> tuple[Resume | None, RunFolderClaim]:
     """The store, the run folder (claimed for this run: close the returned claim to release it), the
-    artifact store and the checkpoint, in that order."""
+    artifact store and the checkpoint, in that order; then the store's abandoned runs are closed."""
     check_store(cfg)
     key = "run_dir" if cfg.get("run_dir") else "hydra.run.dir"
     writable(out, key, "run folder")
     claim = RunFolderClaim(out, key)
     try:
         check_artifact_store(*experiment_artifact_location(cfg))
-        return load_checkpoint(cfg), claim
+        resume = load_checkpoint(cfg)
+        check_resumed_run(cfg, resume)
+        for run_id in close_abandoned_runs(tracking_uri(cfg)):
+            print(f"closed MLflow run {run_id} as KILLED: its process is gone")
+        return resume, claim
     except BaseException:
         claim.close()
         raise

@@ -7,6 +7,12 @@ Writes, into ``--out`` (default ``RUN_DIR/export``):
   ``torch.sparse_coo_tensor`` holding exactly its nonzeros, vectors dense;
 - ``model.json`` — the selection rule, the member's density and nonzero count, and its logged
   metrics (the row of ``front.csv``).
+
+With ``--register NAME`` the member is also logged to its run as an MLflow model
+(``mlflow.pytorch.log_model``: the pickled ``nn.Module`` with its zeros, an input example of two test
+inputs and the signature inferred from it) and registered as a new version of the registered model
+NAME, with ``--alias`` (default ``champion``) pointing at it:
+``mlflow.pytorch.load_model("models:/NAME@champion")`` then gives the network back.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ggevo.pipeline.artifacts import choose_member, read_front_csv
 from ggevo.pipeline.build import build_model
 from ggevo.pipeline.recorder import add_to_run
 from ggevo.pipeline.store import tracking_uri
+from ggevo.pipeline.validate import ConfigError
 
 
 def sparse_form(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,16 +78,63 @@ def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) 
     return record
 
 
+def register_member(run_dir: Path, name: str, select: str = "knee", alias: str = "champion",
+                    out: Path | None = None) -> dict:
+    """Export the member ``select`` picks, log it to its MLflow run as a PyTorch model and register it as
+    a new version of ``name`` with ``alias``; returns the export record with ``model_uri`` and ``version``."""
+    import mlflow
+    import mlflow.pytorch
+
+    from ggevo.pipeline.build import build_data
+
+    record = export_member(run_dir, select, out)
+    out = out or run_dir / "export"
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    run_id = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False).get("mlflow_run_id")
+    if not run_id:
+        raise ConfigError(f"--register: {run_dir} was not recorded in MLflow (front.pt names no run): nothing to attach "
+                          f"the model to")
+    model = load_exported(out / "model.pt")
+    example = build_data(cfg).batches("test")[0][0][:2].numpy()
+    uri = tracking_uri(cfg)
+    client = mlflow.tracking.MlflowClient(uri)
+    status = client.get_run(run_id).info.status
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:  # attach to the finished run without changing how it ended
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(model, name=f"member-{select.replace('<=', '-le-')}",
+                                            input_example=example, serialization_format="pickle",
+                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ggevo"])
+        client.set_terminated(run_id, status)
+        version = mlflow.register_model(info.model_uri, name)
+        client.set_registered_model_alias(name, alias, version.version)
+        client.set_model_version_tag(name, version.version, "ggevo.select", select)
+        client.set_model_version_tag(name, version.version, "ggevo.density", f"{record['density']:.6g}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return record | {"model_uri": f"models:/{name}@{alias}", "version": version.version, "logged": info.model_uri}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Export one front member as a standalone PyTorch model.")
     ap.add_argument("run_dir", type=Path, help="a run folder written by ggevo-train")
     ap.add_argument("--select", default="knee", help="knee | best | density<=B (default: knee)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)")
+    ap.add_argument("--register", metavar="NAME", default=None,
+                    help="also log the member to its MLflow run and register it in the model registry as NAME")
+    ap.add_argument("--alias", default="champion", help="the registered version's alias (default: champion)")
     args = ap.parse_args()
     try:
-        record = export_member(args.run_dir.resolve(), args.select, args.out)
+        if args.register:
+            record = register_member(args.run_dir.resolve(), args.register, args.select, args.alias, args.out)
+        else:
+            record = export_member(args.run_dir.resolve(), args.select, args.out)
     except USER_ERRORS as err:
         fail(err)
+    if args.register:
+        print(f"registered {record['model_uri']} (version {record['version']}): "
+              f"mlflow.pytorch.load_model(\"{record['model_uri']}\")")
     print(f"exported member {record['member']} ({args.select}): density {record['density']:.4f}, "
           f"{record['nonzeros']} of {record['parameters']} parameters nonzero, "
           f"train loss {record['metrics']['train_loss']:.5g} -> {args.out or args.run_dir / 'export'}")

@@ -215,6 +215,10 @@ def report(tracking_uri: str, out: Path, parents: list[str] | None = None, prese
 
     from ggevo.pipeline.sweep_mlflow import export_run, export_sweep, latest
 
+    from ggevo.pipeline.checks import close_abandoned_runs
+
+    for run_id in close_abandoned_runs(tracking_uri):  # a dead job's status is reported as what it is
+        print(f"closed MLflow run {run_id} as KILLED: its process is gone")
     client = mlflow.tracking.MlflowClient(tracking_uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     sweeps = [client.get_run(p) for p in parents] if parents else \

@@ -96,7 +96,8 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
         raise FloatingPointError("no front member has a finite loss (every loss was NaN or infinite): "
                                  "check the model's output and the data")
     X, F = distinct(X_all[finite], F_all[finite])
-    table = front_table(module.evaluator, X, F, data, module.task)
+    splits = ("train", "val", "test") if cfg.get("score_test") else ("train", "val")
+    table = front_table(module.evaluator, X, F, data, module.task, splits)
     metrics = final_metrics(table, module.hv_ref)
     metrics["wall_time_s"] = wall
     metrics["final/duplicates_removed"] = float(int(finite.sum()) - len(X))
@@ -110,7 +111,7 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
         result.extra_files.update(writers)
     if cfg.get("finetune") and cfg.finetune.steps > 0:
         Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)
-        result.tuned = front_table(module.evaluator, Xt, Ft, data, module.task)
+        result.tuned = front_table(module.evaluator, Xt, Ft, data, module.task, splits)
         metrics.update(final_metrics(result.tuned, module.hv_ref, prefix="finetuned/"))
         metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
     if cfg.get("downstream") and cfg.downstream.seeds > 0:

@@ -20,7 +20,7 @@ from ggevo.lit.clock import RunClock
 from ggevo.lit.config_stamp import ConfigStamp
 from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.build import build, build_recorder, build_trainer
-from ggevo.pipeline.checks import Resume, check_module_matches, check_world, config_stamp
+from ggevo.pipeline.checks import Resume, check_module_matches, check_world, config_stamp, run_folder_tags
 from ggevo.pipeline.interrupts import Interrupts, RunKilled
 from ggevo.pipeline.numerics import apply_numerics_setting
 from ggevo.pipeline.paths import project_root, rooted
@@ -71,6 +71,8 @@ def apply_budget(cfg: DictConfig) -> None:
         return
     if is_evolutionary(cfg):
         o = cfg.optimizer
+        if o.get("trunk_fraction") is not None:  # the trunk's share of the budget, in generations (one evaluation each)
+            o.trunk = int(round(float(o.trunk_fraction) * int(cfg.budget)))
         steps = generations_for(int(cfg.budget), o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"),
                                 o.get("warmup", 0), o.get("trunk", 0))
     else:
@@ -121,7 +123,7 @@ def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resu
     trainer = build_trainer(cfg, recorder, out, clock, [ConfigStamp(config_stamp(cfg)), *(callbacks or [])])
     with Interrupts() as interrupts:
         try:
-            tags = run_tags(cfg) | {"numerics.flush_denormal": str(flushing).lower()}
+            tags = run_tags(cfg) | run_folder_tags(out) | {"numerics.flush_denormal": str(flushing).lower()}
             recorder.open(flatten_config(cfg), tags, run_id=resume.run_id if resume else None)
             if resume is None and callable(getattr(data, "summary", None)):  # splits, normalisation, hashes
                 recorder.set_tags({f"data.{k}": v for k, v in data.summary().items()})

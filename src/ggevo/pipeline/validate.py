@@ -64,6 +64,10 @@ def _validate_optimizer(o: DictConfig) -> None:
     if population:
         _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
                  f"must be true or false, got {o.get('reevaluate_parents')!r}")
+        fraction = o.get("trunk_fraction")
+        _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+                                      and 0 <= fraction < 1), "optimizer.trunk_fraction",
+                 f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
     else:
         _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
         try:
@@ -112,6 +116,8 @@ def validate(cfg: DictConfig) -> None:
         _require(ds.seeds == 0 or m.get("task", "reconstruction") in ("reconstruction", "layer_reconstruction"),
                  "downstream.seeds", "downstream accuracy is for autoencoders (model.task=reconstruction or "
                  "layer_reconstruction); a classifier reports its own")
+    _require(isinstance(cfg.get("score_test", False), bool), "score_test",
+             f"must be true or false, got {cfg.get('score_test')!r}")
     if cfg.get("stack"):
         _require_selection(cfg.stack.select, "stack.select")
     _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
