@@ -1,5 +1,6 @@
 """A sweep's record: written from real run folders, read back, and reported without the MLflow store."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -111,6 +112,21 @@ def test_the_report_from_the_record_is_the_report_from_mlflow(sweep, tmp_path):
     assert "| pop_size=6 | 2 |" in table and rows[0]["final/hypervolume"][0] == pytest.approx(sum(hv) / 2)
     for name in ("hypervolume.png", "fronts.png", "loss_by_evaluations.png"):
         assert (tmp_path / "files" / "smoke" / name).stat().st_size > 10_000, name
+    # the same fronts as one long table for `dvc plots`, and the headline figures for `dvc metrics`
+    with open(tmp_path / "files" / "smoke" / "fronts.csv") as fh:
+        long = list(csv.DictReader(fh))
+    assert len(long) == sum(len(j.front["density"]) for j in record.jobs)
+    assert {(r["method"], r["seed"]) for r in long} == {("pop_size=6", "0"), ("pop_size=6", "1")}
+    head = json.loads((tmp_path / "files" / "smoke" / "headline.json").read_text())
+    assert head["pop_size=6"]["hypervolume"] == pytest.approx(sum(hv) / 2, rel=1e-5)
+    for b in (0.02, 0.05, 0.1, 0.25, 0.5):  # the mean of each seed's best train loss at density <= b, where both have one
+        best = [min((loss for d, loss in zip(j.front["density"], j.front["train_loss"]) if d <= b * 1.001), default=None)
+                for j in record.jobs]
+        key = f"train_loss_at_density_{b:g}"
+        if None in best:
+            assert key not in head["pop_size=6"]
+        else:
+            assert head["pop_size=6"][key] == pytest.approx(sum(best) / 2, rel=1e-6)
 
 
 def test_a_run_summary_from_its_folder_is_the_one_from_mlflow(sweep, tmp_path):

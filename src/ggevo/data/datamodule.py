@@ -9,7 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ggevo.data.sources import DATASETS, DataConfigError, DataUnavailableError, load_arrays
+from ggevo.data.sources import DATASETS, PUBLISHED_TEST, DataConfigError, DataUnavailableError, load_arrays
 from ggevo.data.stream import MinibatchStream
 
 
@@ -23,7 +23,24 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
 
 
+def published_split_indices(labels: np.ndarray, n_test: int, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """The data set's own test set (its last ``n_test`` rows) and validation carved from its training set,
+    stratified: ``round(val_fraction · count)`` examples of each class, drawn with ``seed``."""
+    if not 0 <= val_fraction < 1:
+        raise DataConfigError(f"data.val_fraction: need a fraction below 1, got {val_fraction}")
+    n_train = len(labels) - n_test
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels[:n_train]):
+        members = np.flatnonzero(labels[:n_train] == c)
+        val.append(rng.permutation(members)[: int(round(len(members) * val_fraction))])
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    train = np.setdiff1d(np.arange(n_train), val)
+    return {"val": val, "test": np.arange(n_train, len(labels)), "train": train}
+
+
 NORMALIZATIONS = ("none", "standard")
+TEST_SPLITS = ("random", "published")
 
 
 def standardizer(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +65,8 @@ class ArrayDataModule(pl.LightningDataModule):
 
     ``normalize="standard"`` standardises each feature by the training split's mean and std
     (applied to every split); ``features``/``classes``, when given, are checked against the data.
+    ``test_split="published"`` keeps a data set's own test set (MNIST, Fashion-MNIST, CIFAR-10) and
+    carves validation from its training set, stratified; ``"random"`` splits everything at random.
     """
 
     def __init__(
@@ -65,6 +84,7 @@ class ArrayDataModule(pl.LightningDataModule):
         normalize: str = "none",
         features: int | None = None,
         classes: int | None = None,
+        test_split: str = "random",
     ):
         super().__init__()
         if name not in DATASETS:
@@ -81,10 +101,18 @@ class ArrayDataModule(pl.LightningDataModule):
             raise DataConfigError(f"data.normalize: must be one of {NORMALIZATIONS}, got {normalize!r}")
         self.normalize = normalize
         self.features, self.classes = features, classes
+        if test_split not in TEST_SPLITS:
+            raise DataConfigError(f"data.test_split: must be one of {TEST_SPLITS}, got {test_split!r}")
+        if test_split == "published" and name not in PUBLISHED_TEST:
+            raise DataConfigError(f"data.test_split: {name} has no published test set; use random "
+                                  f"(published: {', '.join(sorted(PUBLISHED_TEST))})")
+        self.test_split = test_split
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         split_indices(10, val_fraction, test_fraction, split_seed)  # fail early on bad fractions
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._split_idx: dict[str, np.ndarray] = {}
+        self._published_test: int | None = None  # the published test set's size after ``limit``
         self.stream: MinibatchStream | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -110,12 +138,34 @@ class ArrayDataModule(pl.LightningDataModule):
                 if str(npz["name"]) != self.name:
                     raise DataUnavailableError(f"data.prepared: {path} holds {npz['name']}, not {self.name}")
                 return {s: (npz[f"{s}_x"], npz[f"{s}_y"]) for s in ("train", "val", "test")}
+        x, y = self._loaded()
+        self._split_idx = self.split_index_arrays(y)
+        return {s: (x[idx], y[idx]) for s, idx in self._split_idx.items()}
+
+    def _loaded(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source's arrays, cut to ``limit`` at random (sources may be sorted by label: mnist5k is); with
+        the published test set, the cut keeps the training and test parts in proportion, in their order."""
         x, y = load_arrays(self.name, self.data_dir)
-        if self.limit is not None:  # a random subset: sources may be sorted by label (mnist5k is)
-            keep = np.sort(np.random.default_rng(self.split_seed).permutation(len(x))[: self.limit])
-            x, y = x[keep], y[keep]
-        return {s: (x[idx], y[idx])
-                for s, idx in split_indices(len(x), self.val_fraction, self.test_fraction, self.split_seed).items()}
+        if self.limit is None:
+            return x, y
+        rng = np.random.default_rng(self.split_seed)
+        if self.test_split == "published":
+            n_test = PUBLISHED_TEST[self.name]
+            n_train = len(x) - n_test
+            k_train = int(round(self.limit * n_train / len(x)))
+            keep = np.concatenate([np.sort(rng.permutation(n_train)[:k_train]),
+                                   n_train + np.sort(rng.permutation(n_test)[: self.limit - k_train])])
+            self._published_test = self.limit - k_train
+        else:
+            keep = np.sort(rng.permutation(len(x))[: self.limit])
+        return x[keep], y[keep]
+
+    def split_index_arrays(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"train"|"val"|"test": indices}`` into the loaded arrays (``test_split`` decides how)."""
+        if self.test_split == "published":
+            n_test = PUBLISHED_TEST[self.name] if self._published_test is None else self._published_test
+            return published_split_indices(labels, n_test, self.val_fraction, self.split_seed)
+        return split_indices(len(labels), self.val_fraction, self.test_fraction, self.split_seed)
 
     def _check(self, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """``features``/``classes`` against the loaded arrays (labels may miss classes when ``limit`` cuts the set)."""
@@ -136,8 +186,8 @@ class ArrayDataModule(pl.LightningDataModule):
                "splits": ",".join(f"{s}={len(self.splits[s][1])}" for s in ("train", "val", "test")),
                "normalize": self.normalize, "features": str(self.input_dim)}
         if self.prepared is None:
-            n = sum(len(y) for _, y in self.splits.values())
-            idx = split_indices(n, self.val_fraction, self.test_fraction, self.split_seed)
+            out["test_split"] = self.test_split
+            idx = self._split_idx
             out["split_sha1"] = short_sha1(*(idx[s] for s in ("train", "val", "test")))
         out["data_sha1"] = short_sha1(*(a.numpy() for s in ("train", "val", "test") for a in self.splits[s]))
         return out

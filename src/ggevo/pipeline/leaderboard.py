@@ -9,6 +9,7 @@ written with ``score_test: true``, so each front member carries its test scores)
     leaderboard.json    per task and budget, ours minus (classifier) or over (autoencoder) the best baseline,
                         and how many cells ours leads on every seed (DVC metrics)
     fronts_<task>.png   every method's front on validation data (seed by line style)
+    fronts_<task>.csv   the same fronts as one long table, for ``dvc plots``
 
 The rule (docs/ALGORITHM.md, "Benchmark"): under a density budget B, a method's member is the one of its
 final front with density ≤ B (0.1% tolerance, as everywhere) that scores best on the validation split;
@@ -30,6 +31,7 @@ from pathlib import Path
 from ggevo.cli import fail
 from ggevo.pipeline.artifacts import BUDGET_TOLERANCE
 from ggevo.pipeline.plotting import new_figure, save_figure
+from ggevo.pipeline.report import write_fronts_csv
 from ggevo.pipeline.sweep_record import Job, SweepRecord, read_record
 
 BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5)
@@ -263,6 +265,8 @@ def leaderboard(records: list[Path], out: Path) -> dict:
         versus = {o: compare(task, table, o) for o in task.ours}
         sections.append(task_markdown(task, table, versus))
         plot_task(task, out / f"fronts_{task.name}.png")
+        write_fronts_csv(out / f"fronts_{task.name}.csv",
+                         {m: {j.seed: j.front for j in jobs} for m, jobs in task.methods.items()})
         for b, by_method in table.items():
             for m, picks in by_method.items():
                 for seed, p in sorted(picks.items(), key=lambda kv: _seed_order(kv[0])):
@@ -277,7 +281,7 @@ def leaderboard(records: list[Path], out: Path) -> dict:
             for b, v in mine.items():
                 margins = [x for x in v["margins"] if x is not None]
                 metrics[f"{task.name}/{o}/{b:g}/{name}"] = \
-                    (min(margins) if task.classifier else max(margins)) if margins else None
+                    round(min(margins) if task.classifier else max(margins), 6) if margins else None
             metrics[f"{task.name}/{o}/cells_led"] = sum(v["leads"] for v in mine.values())
         metrics[f"{task.name}/cells"] = len(BUDGETS)
     header = ["# Bench leaderboard", "",

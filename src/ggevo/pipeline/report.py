@@ -23,6 +23,7 @@ or no argument (the latest sweep of each ablation preset and method comparison, 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import tempfile
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ggevo.cli import fail
-from ggevo.pipeline.budget_table import budget_table
+from ggevo.pipeline.budget_table import BASELINE, BUDGETS, PLUS, best_at, budget_table
 from ggevo.pipeline.connections import connection_plot, image_side, unpack_mask
 from ggevo.pipeline.history import curve
 from ggevo.pipeline.paths import default_tracking_uri, rooted
@@ -128,6 +129,43 @@ def front_csvs(groups: Groups) -> dict[str, dict[str, dict[str, list[float]]]]:
     return out
 
 
+def write_fronts_csv(path: Path, fronts: dict[str, dict[str, dict[str, list[float]]]]) -> None:
+    """Every front in one long table (method, seed, then each member's columns), for ``dvc plots``:
+    the template ``.dvc/plots/fronts.json`` draws density against a score, one line per method and seed."""
+    columns = ["density", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+    present = [c for c in columns if any(c in f for seeds in fronts.values() for f in seeds.values())]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "seed", *present])
+        for method, seeds in fronts.items():
+            for seed, front in seeds.items():
+                for i in range(len(front["density"])):
+                    w.writerow([method, seed, *(f"{front[c][i]:.8g}" if c in front else "" for c in present)])
+
+
+def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics: dict[str, list[dict]]) -> dict:
+    """The figures ``dvc metrics show`` lists for a sweep: per method, the mean over seeds of the best
+    train loss at each density budget and of the final hypervolume (and downstream accuracy where measured);
+    with GEMONN+ and IMP both swept, their ratio at each budget (below 1: GEMONN+ is better)."""
+    out: dict[str, dict] = {}
+    for method, seeds in fronts.items():
+        entry = {}
+        for b in BUDGETS:
+            values = [v for f in seeds.values() if (v := best_at(f, b)) is not None]
+            if values and len(values) == len(seeds):
+                entry[f"train_loss_at_density_{b:g}"] = round(statistics.fmean(values), 8)
+        for key, name in (("final/hypervolume", "hypervolume"), ("downstream/test_accuracy_mean", "downstream_accuracy")):
+            values = [m[key] for m in jobs_metrics.get(method, []) if key in m]
+            if values:
+                entry[name] = round(statistics.fmean(values), 6)
+        out[method] = entry
+    plus = next((m for m in out if m == PLUS or m.startswith(PLUS + "_")), None)
+    if plus and BASELINE in out:
+        out["ratio_to_imp"] = {k: round(out[plus][k] / out[BASELINE][k], 4) for k in out[plus]
+                               if k.startswith("train_loss_at") and out[BASELINE].get(k)}
+    return out
+
+
 def plot_fronts(groups: Groups, path: Path, title: str) -> None:
     fig, ax = new_figure()
     for i, (name, fronts) in enumerate(front_csvs(groups).items()):
@@ -182,8 +220,12 @@ def report_sweep(record: SweepRecord, out: Path) -> Path:
         (folder / "downstream.md").write_text(
             markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
                            "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
+    fronts = front_csvs(groups)
+    write_fronts_csv(folder / "fronts.csv", fronts)
+    metrics = {label(g): [j.metrics for j in jobs] for g, jobs in groups.items()}
+    (folder / "headline.json").write_text(json.dumps(headline(fronts, metrics), indent=2) + "\n")
     if "optimizer" in record.swept:
-        (folder / "budgets.md").write_text(budget_table(front_csvs(groups), title))
+        (folder / "budgets.md").write_text(budget_table(fronts, title))
         plot_connections(groups, folder / "connections.png", title)
         plot_reconstructions(groups, folder / "reconstructions.png", title)
     return table

@@ -49,7 +49,9 @@ class SparseModule(pl.LightningModule):
         self.snapshots: list[torch.Tensor] = []
         self.snapshot_loss: list[float] = []
         self.first_front = None
-        self._first_loss: dict[int, float] = {}
+        # the untrained network's loss: the yardstick of divergence for every network of the run (a network that
+        # starts from a trained one, pruned, may start near 0, and its ordinary noise would read as divergence)
+        self._first_loss: float | None = None
         self._trained: list[tuple[int, float]] = []
 
     @property
@@ -91,7 +93,9 @@ class SparseModule(pl.LightningModule):
             self.before_forward(i, t)
             loss = self.loss_fn(self.networks[i](x), (x, y))
             value = float(loss.detach())
-            check_converging(value, self._first_loss.setdefault(i, value), step)
+            if self._first_loss is None:
+                self._first_loss = value
+            check_converging(value, self._first_loss, step)
             self.manual_backward(loss)
             self.after_backward(i, t)
             self._trained.append((i, value))
