@@ -13,9 +13,14 @@ PLUS, BASELINE = "optimizer=gemonn_plus", "optimizer=imp"
 Front = dict[str, list[float]]
 
 
+def rows_within(front: Front, budget: float) -> list[int]:
+    """The rows of a front whose density is at most ``budget`` (within ``TOLERANCE``)."""
+    return [i for i, d in enumerate(front["density"]) if d <= budget * (1 + TOLERANCE)]
+
+
 def best_at(front: Front, budget: float) -> float | None:
     """Lowest train loss of a front's members of density ≤ ``budget`` (within ``TOLERANCE``), or None."""
-    losses = [loss for d, loss in zip(front["density"], front["train_loss"]) if d <= budget * (1 + TOLERANCE)]
+    losses = [front["train_loss"][i] for i in rows_within(front, budget)]
     return min(losses) if losses else None
 
 

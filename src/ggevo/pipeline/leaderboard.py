@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ggevo.cli import fail
-from ggevo.pipeline.artifacts import BUDGET_TOLERANCE
+from ggevo.pipeline.budget_table import BUDGETS, rows_within
 from ggevo.pipeline.plotting import new_figure, save_figure
 from ggevo.pipeline.report import write_fronts_csv
-from ggevo.pipeline.sweep_record import Job, SweepRecord, read_record
+from ggevo.pipeline.sweep_record import Job, SweepRecord, job_order, read_record
 
-BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5)
 BANDS = ((0.01, 0.03), (0.03, 0.07), (0.07, 0.15), (0.15, 0.35), (0.35, 0.7))
 OURS_PREFIX = "gemonn"  # gemonn, gemonn_plus, gemonn_plus_trunk: ours; every other optimizer is a baseline
 
@@ -68,11 +67,7 @@ class Task:
         return [m for m in self.methods if not m.startswith(OURS_PREFIX)]
 
     def seeds(self) -> list[str]:
-        return sorted({job.seed for jobs in self.methods.values() for job in jobs}, key=_seed_order)
-
-
-def _seed_order(seed: str) -> tuple:
-    return (0, int(seed), "") if seed.isdigit() else (1, 0, seed)
+        return sorted({job.seed for jobs in self.methods.values() for job in jobs}, key=job_order)
 
 
 def method_of(job: Job, swept: list[str]) -> str:
@@ -105,7 +100,7 @@ def read_task(record: SweepRecord) -> Task:
 
 def pick(front: dict[str, list[float]], budget: float, classifier: bool) -> Pick | None:
     """The member under ``budget`` that scores best on validation data (ties: the sparser), or None."""
-    rows = [i for i, d in enumerate(front["density"]) if d <= budget * (1 + BUDGET_TOLERANCE)]
+    rows = rows_within(front, budget)
     if not rows:
         return None
     if classifier:
@@ -211,7 +206,7 @@ def task_markdown(task: Task, table: dict, versus: dict[str, dict]) -> str:
               + f"best validation {'accuracy' if task.classifier else 'MSE'} of the whole front.", "",
               "| method | bands covered | front size | best validation |", "|---|---|---|---|"]
     for m, jobs in task.methods.items():
-        jobs = sorted(jobs, key=lambda j: _seed_order(j.seed))
+        jobs = sorted(jobs, key=lambda j: job_order(j.seed))
         bands = "/".join(str(bands_covered(j.front)) for j in jobs)
         sizes = "/".join(str(len(j.front["density"])) for j in jobs)
         key = "val_accuracy" if task.classifier else "val_loss"
@@ -225,7 +220,7 @@ def task_markdown(task: Task, table: dict, versus: dict[str, dict]) -> str:
                   "fine-tuned with a softmax classifier; per seed, and the chosen member's density.", "",
                   "| method | CCR | density |", "|---|---|---|"]
         for m, jobs in task.methods.items():
-            jobs = sorted(jobs, key=lambda j: _seed_order(j.seed))
+            jobs = sorted(jobs, key=lambda j: job_order(j.seed))
             ccr = "/".join("—" if j.metrics.get("downstream/test_accuracy_mean") is None
                            else f"{j.metrics['downstream/test_accuracy_mean']:.4f}" for j in jobs)
             dens = "/".join("—" if j.metrics.get("downstream/density") is None
@@ -242,7 +237,7 @@ def plot_task(task: Task, path: Path) -> None:
     styles = ("o-", "s--", "^:", "d-.")
     colors = {m: f"C{i % 10}" for i, m in enumerate(task.methods)}
     for m, jobs in task.methods.items():
-        for job in sorted(jobs, key=lambda j: _seed_order(j.seed)):
+        for job in sorted(jobs, key=lambda j: job_order(j.seed)):
             order = sorted(range(len(job.front["density"])), key=lambda i: job.front["density"][i])
             style = styles[task.seeds().index(job.seed) % len(styles)]
             ax.plot([job.front["density"][i] for i in order], [job.front[key][i] for i in order], style,
@@ -269,7 +264,7 @@ def leaderboard(records: list[Path], out: Path) -> dict:
                          {m: {j.seed: j.front for j in jobs} for m, jobs in task.methods.items()})
         for b, by_method in table.items():
             for m, picks in by_method.items():
-                for seed, p in sorted(picks.items(), key=lambda kv: _seed_order(kv[0])):
+                for seed, p in sorted(picks.items(), key=lambda kv: job_order(kv[0])):
                     rows.append({"task": task.name, "density_budget": b, "method": m, "seed": seed,
                                  "member": "" if p is None else p.row,
                                  "density": "" if p is None else f"{p.density:.6g}",
