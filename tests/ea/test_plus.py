@@ -282,3 +282,67 @@ def test_sparser_networks_take_larger_steps_by_the_density_exponent():
                                 lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]))
         assert torch.allclose(stepped[i], alone[0], rtol=0, atol=1e-6)
     assert F[:, 0].min() < 0.5 < F[:, 0].max()  # the population spans densities
+
+
+GRADUAL = TRUNK | dict(trunk=20, trunk_prune="gradual", trunk_prune_start=0.25)
+
+
+def test_a_gradual_trunk_prunes_along_the_cubic_schedule_and_each_row_branches_as_it_passes_by():
+    _, ev, opt = _make(**GRADUAL)
+    st = opt.run_state
+    _run(opt, ev, 0, 1)
+    t = int(st["trunk_row"])
+    weights = opt.layout.is_weight()
+    initial = (st["X"][:, weights] != 0).sum(dim=1)
+    total, final = int(weights.sum()), int(initial.min())
+    seen = []
+    for g in range(1, 20):
+        before = st["X"].clone()
+        _run(opt, ev, g, g + 1)
+        done = g + 1
+        count = int((st["X"][t, weights] != 0).sum())
+        if done > 5:  # pruning starts after a quarter of the 20 generations, one mask update each
+            expected = final + round((total - final) * (1 - (done - 5) / 15) ** 3)
+            assert count == expected
+        else:
+            assert count == total
+        for i in range(8):
+            if i == t or torch.equal(st["X"][i], before[i]):
+                continue
+            seen.append(i)  # branched now: the trunk as it stood before this update, pruned to row i's density
+            live, trunk = st["X"][i] != 0, st["X"][t] != 0
+            assert int(live[weights].sum()) == int(initial[i])
+            assert int((before[t, weights] != 0).sum()) >= int(initial[i])
+            assert not (trunk & ~live).any()  # as dense as the trunk after the update, or denser ...
+            assert (st["X"][i][trunk] == st["X"][t][trunk]).all()  # ... and the same network
+            assert torch.isinf(st["F"][i, 1])
+    assert sorted(seen) == sorted(set(range(8)) - {t})  # every other row branched, once
+    assert count == final and st["evaluations"] == 20  # the trunk ends at the sparsest density, one network a generation
+
+
+def test_a_run_with_a_gradual_trunk_resumes_exactly():
+    _resumes_exactly(GRADUAL, split=11, stop=24)
+
+
+def test_trunk_prune_is_checked():
+    for kw in (dict(trunk_prune="cubic"), dict(trunk_prune_start=1.0)):
+        with pytest.raises(ValueError, match="optimizer.trunk_prune"):
+            _make(**(GRADUAL | kw))
+
+
+def test_magnitude_pruning_stops_at_its_floor():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(3, 100, generator=g)
+    X[1, 50:] = 0  # 50 nonzero
+    X[2, 20:] = 0  # 20 nonzero: already below the floor
+    prunable = torch.arange(100) >= 10  # the first 10 entries are never pruned, and count
+    magnitude_prune_(X, probability=1.0, fraction=0.5, prunable=prunable, generator=g, min_nonzero=40)
+    assert (X != 0).sum(dim=1).tolist() == [55, 40, 20]  # half of the 90 prunable; down to the floor; none
+    assert bool((X[:, :10] != 0).all())
+
+
+def test_with_a_prune_floor_no_child_is_sparser_than_it():
+    _, ev, opt = _make(**(TRUNK | dict(trunk=0, prune_floor=0.3, min_density=0.3, density_floor=0.3)))
+    _run(opt, ev, 0, 12)
+    density = row_density(opt.run_state["X"])
+    assert float(density.min()) >= 0.3 - 1e-6 and float(density.min()) < 0.35  # pruned down to it, not below

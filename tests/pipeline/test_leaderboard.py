@@ -100,3 +100,25 @@ def test_a_record_without_test_scores_names_the_key(bench, tmp_path):
     write_front_csv(job.folder / "front.csv", {k: torch.tensor(v, dtype=torch.float64) for k, v in front.items()})
     with pytest.raises(ValueError, match="score_test=true"):
         leaderboard([copy], tmp_path / "board")
+
+
+def test_a_check_record_adds_its_seeds_to_its_task(bench, tmp_path):
+    _, record = bench
+    check = tmp_path / "check"
+    shutil.copytree(record, check)
+    index = json.loads((check / "sweep.json").read_text())
+    index["experiment_preset"] = "mlp_digits_check"
+    for job in index["jobs"]:  # the same runs, as if they were seeds 2 and 3 of a check sweep
+        job["seed"] = job["settings"]["seed"] = str(int(job["seed"]) + 2)
+    (check / "sweep.json").write_text(json.dumps(index))
+    alone = leaderboard([record], tmp_path / "alone")
+    both = leaderboard([record, check], tmp_path / "both")
+    assert both == alone  # seeds 2 and 3 score as 0 and 1 did: every cell and margin the same
+    text = (tmp_path / "both" / "leaderboard.md").read_text()
+    assert text.count("## mlp_digits") == 1 and "seeds 0, 1, 2, 3" in text and "Seed 2, 3 (experiment=" in text
+    index["experiment_preset"] = "mlp_digits"
+    for job in index["jobs"]:
+        job["seed"] = job["settings"]["seed"] = str(int(job["seed"]) - 2)
+    (check / "sweep.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="seed 0 is in two bench records"):
+        leaderboard([record, check], tmp_path / "clash")

@@ -35,6 +35,8 @@ def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
     assert run.data.params["optimizer.pop_size"] == "8"
     assert run.data.params["model.hidden"] == "16"
     assert run.data.tags["dataset"] == "mnist5k" and "version.torch" in run.data.tags
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]  # MLflow's own provenance
+    assert run.data.tags["mlflow.source.name"] == "ggevo-train"
     # evaluation.strategy=auto: the measured choice and each candidate's time are run tags
     assert run.data.tags["evaluation.strategy"] in ("loop", "vmap")
     assert run.data.tags["evaluation.decided_by"] == "measurement"

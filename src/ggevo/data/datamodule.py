@@ -114,6 +114,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self._split_idx: dict[str, np.ndarray] = {}
         self._published_test: int | None = None  # the published test set's size after ``limit``
         self.stream: MinibatchStream | None = None
+        self._selection: MinibatchStream | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -127,6 +128,17 @@ class ArrayDataModule(pl.LightningDataModule):
                 x = ((x - self.mean) / self.std).astype(np.float32)
             self.splits[split] = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
         self.stream = MinibatchStream(*self.splits["train"], self.batch_size, self.seed)
+
+    def selection_stream(self) -> MinibatchStream:
+        """Batches of ``eval_batch_size`` of the validation split (all of it when it is smaller), one per
+        generation (``optimizer.select_on``), drawn with their own seed; generation ``t`` always gets
+        the same one, resumed or not."""
+        if self._selection is None:
+            x, y = self.splits["val"]
+            if len(x) == 0:
+                raise DataConfigError("optimizer.select_on: val needs a validation split (data.val_fraction > 0)")
+            self._selection = MinibatchStream(x, y, min(self.eval_batch_size, len(x)), self.seed + 1_000_000)
+        return self._selection
 
     def split_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{"train"|"val"|"test": (x, y)}``: from the prepared ``.npz`` if given, else from the source."""

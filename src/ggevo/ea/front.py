@@ -12,6 +12,8 @@ from ggevo.ea.selection import fronts
 def first_front(F: torch.Tensor) -> torch.Tensor:
     """Indices of the non-dominated members of ``F`` (n×2) with finite objectives, by rising density."""
     finite = torch.isfinite(F).all(dim=1)
+    if int(finite.sum()) <= 1:  # a trunk's generations: one network scored, nothing to sort
+        return finite.nonzero().squeeze(1)
     idx = torch.as_tensor(fronts(F)[0], dtype=torch.int64)
     idx = idx[finite[idx]]
     return idx[torch.argsort(F[idx, 0], stable=True)]
@@ -23,11 +25,11 @@ def knee(F: torch.Tensor) -> int:
     points (no trade-off to bend), the lower-loss one."""
     if F.shape[0] == 0:
         raise ValueError("an empty front has no knee")
+    if F.shape[0] < 3:
+        return int(F[:, 1].argmin())
     f = F.double()
     span = (f.max(0).values - f.min(0).values).clamp_min(1e-12)
     z = (f - f.min(0).values) / span
-    if F.shape[0] < 3:
-        return int(f[:, 1].argmin())
     first, last = z[z[:, 0].argmin()], z[z[:, 0].argmax()]
     direction = (last - first) / torch.linalg.norm(last - first).clamp_min(1e-12)
     rel = z - first

@@ -7,6 +7,7 @@ The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, lo
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -32,6 +33,8 @@ Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
 CROSSOVERS = ("grad_sbx", "sbx")
 MUTATIONS = ("zero", "polynomial", "magnitude")
+TRUNK_PRUNES = ("oneshot", "gradual")
+TRUNK_MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt = the pruning span / 100)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -64,7 +67,15 @@ class GEMONN(PopulationOptimizer):
     front reported keeps the true densities. ``lr_density_exponent`` p gives each network the step
     size ``local_search_lr · density^(−p)``: a sparse network moves further per step (with p = ½ its
     output changes by about as much per step as a dense one's, for uncorrelated updates), so one step
-    size no longer has to suit both ends of the front.
+    size no longer has to suit both ends of the front. ``trunk_prune: gradual`` prunes the trunk as it
+    trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the first
+    ``trunk_prune_start`` of the trunk, then its density falls along the cubic schedule to the sparsest
+    row's, its mask updated ``TRUNK_MASK_UPDATES`` times; each other row branches off when the trunk
+    passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
+    sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
+    row itself ends at the sparsest density. ``prune_floor`` stops magnitude mutation there: a child
+    keeps at least that density (all of it, if its parent is already there), so the sparse end of the
+    front stays at the floor instead of drifting below it.
     """
 
     def __init__(
@@ -99,6 +110,9 @@ class GEMONN(PopulationOptimizer):
         trunk: int = 0,
         density_floor: float | None = None,
         lr_density_exponent: float = 0.0,
+        trunk_prune: str = "oneshot",
+        trunk_prune_start: float = 0.25,
+        prune_floor: float | None = None,
     ):
         _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
                f"must be an even integer ≥ 2, got {pop_size!r}")
@@ -131,6 +145,11 @@ class GEMONN(PopulationOptimizer):
                f"must be null (off) or a density in (0, 1), got {density_floor!r}")
         _check(0.0 <= lr_density_exponent <= 1.0, "lr_density_exponent",
                f"must be in [0, 1] (0 = one step size for all), got {lr_density_exponent!r}")
+        _check(trunk_prune in TRUNK_PRUNES, "trunk_prune", f"must be one of {TRUNK_PRUNES}, got {trunk_prune!r}")
+        _check(0.0 <= trunk_prune_start < 1.0, "trunk_prune_start",
+               f"must be a fraction of the trunk in [0, 1), got {trunk_prune_start!r}")
+        _check(prune_floor is None or 0.0 < prune_floor < 1.0, "prune_floor",
+               f"must be null (off) or a density in (0, 1), got {prune_floor!r}")
         defaults = dict(
             pop_size=pop_size, eta=float(eta), crossover=crossover,
             sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
@@ -144,6 +163,8 @@ class GEMONN(PopulationOptimizer):
             inherit_moments=bool(inherit_moments), warmup=int(warmup), trunk=int(trunk),
             density_floor=None if density_floor is None else float(density_floor),
             lr_density_exponent=float(lr_density_exponent),
+            trunk_prune=trunk_prune, trunk_prune_start=float(trunk_prune_start),
+            prune_floor=None if prune_floor is None else float(prune_floor),
         )
         super().__init__(params, defaults)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -254,8 +275,10 @@ class GEMONN(PopulationOptimizer):
             columns = None if exempt is None else (~exempt).nonzero().squeeze(1)
             return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator, columns=columns)
         if hp["mutation"] == "magnitude":
+            floor = hp.get("prune_floor")
             return magnitude_prune_(children, probability=hp["prune_probability"], fraction=hp["prune_fraction"],
-                                    prunable=None if exempt is None else ~exempt, generator=self.generator)
+                                    prunable=None if exempt is None else ~exempt, generator=self.generator,
+                                    min_nonzero=0 if floor is None else math.ceil(floor * X.shape[1]))
         return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
                                     rate=hp["mutation_rate"], generator=self.generator)
 
@@ -280,7 +303,7 @@ class GEMONN(PopulationOptimizer):
             F = torch.stack((density, torch.full_like(density, torch.inf)), dim=1)  # not yet scored
             G = torch.zeros_like(X)
         moments = self._moments(X)
-        t = int(F[:, 0].argmax())  # the densest (its density never changes while it is the trunk)
+        t = int(st.get("trunk_row", F[:, 0].argmax()))  # the densest at the start
         one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
         Ft, Gt = self._evaluate(evaluate, X[one], counts)
         Xt, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]))
@@ -288,23 +311,62 @@ class GEMONN(PopulationOptimizer):
         X[one], F[one], G[one] = Xt, Ft, Gt
         for mine, theirs in zip(moments, Mt):
             mine[one] = theirs
-        if st.get("generation", 0) + 1 == hp["trunk"]:
+        done = st.get("generation", 0) + 1
+        if hp.get("trunk_prune", "oneshot") == "gradual":
+            self._prune_trunk(X, F, moments, t, done)
+        elif done == hp["trunk"]:
             self._branch(X, F, moments, t)
+        st["trunk_row"] = t
         return self._commit(X, F, G, moments, counts)
 
-    def _branch(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int) -> None:
-        """In place: every row but ``t`` becomes row ``t`` keeping as many of its largest-magnitude
-        prunable entries as the row has nonzero prunable entries now, with row ``t``'s moments
-        (zero where pruned); those rows' losses become +inf until they are scored."""
+    def _prune_trunk(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, done: int) -> None:
+        """In place, after trunk generation ``done`` (1-based) of a gradual trunk: on a mask update, the
+        rows whose density the trunk passes branch from it (``_branch``), then the trunk drops its
+        smallest prunable entries down to the cubic schedule's count."""
+        total = self.hp["trunk"]
+        start = round(self.hp["trunk_prune_start"] * total)
+        every = max(1, (total - start) // TRUNK_MASK_UPDATES)
+        if done <= start or ((done - start) % every and done != total):
+            return
+        cols = self._prunable().nonzero().squeeze(1)
+        counts = (X[:, cols] != 0).sum(dim=1)
+        final, current = int(counts.min()), int(counts[t])
+        target = final + int(round((len(cols) - final) * (1.0 - (done - start) / (total - start)) ** 3))
+        last = done == total
+        if target >= current and not last:
+            return
+        others = torch.arange(X.shape[0], device=X.device) != t
+        due = others & (counts <= current) & ((counts > target) | last)
+        if due.any():
+            self._branch(X, F, moments, t, rows=due)
+        if target >= current:
+            return
+        keep = torch.zeros(X.shape[1], dtype=torch.bool, device=X.device)
+        keep[cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)[:target]]] = True
+        pruned = self._prunable() & ~keep
+        X[t, pruned] = 0.0
+        moments.M[t, pruned] = 0.0
+        moments.V[t, pruned] = 0.0
+        F[t, 0] = row_density(X[t : t + 1])[0]
+
+    def _prunable(self) -> torch.Tensor:
+        """(D,) bool: the entries pruning may zero (all but the exempt biases)."""
         exempt = self._exempt()
-        prunable = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if exempt is None else ~exempt
+        return torch.ones(self.layout.dim, dtype=torch.bool, device=self._device()) if exempt is None else ~exempt
+
+    def _branch(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int,
+                rows: torch.Tensor | None = None) -> None:
+        """In place: every row but ``t`` (or those of the mask ``rows``) becomes row ``t`` keeping as many
+        of its largest-magnitude prunable entries as the row has nonzero prunable entries now, with row
+        ``t``'s moments (zero where pruned); those rows' losses become +inf until they are scored."""
+        prunable = self._prunable()
         cols = prunable.nonzero().squeeze(1)
         # rank of each prunable entry of the trunk by falling magnitude; row i keeps its count's largest
         order = cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)]
         rank = torch.full((X.shape[1],), X.shape[1], dtype=torch.int64, device=X.device)
         rank[order] = torch.arange(len(order), device=X.device)
         keep = (X[:, cols] != 0).sum(dim=1, keepdim=True)
-        others = torch.arange(X.shape[0], device=X.device) != t
+        others = torch.arange(X.shape[0], device=X.device) != t if rows is None else rows
         branches = torch.where(prunable & (rank >= keep), 0.0, X[t])[others]
         live = branches != 0
         X[others] = branches
@@ -386,6 +448,7 @@ class GEMONN(PopulationOptimizer):
             rng=bytes(self.generator.get_state().numpy()),
         )
         self._consistent = True
-        status = self.status()
-        self._load_knee()
+        front = self.front_indices()  # sorted once for the status and the knee
+        status = self.status(front)
+        self._load_knee(front)
         return status

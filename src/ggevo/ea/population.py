@@ -72,9 +72,10 @@ class PopulationOptimizer(torch.optim.Optimizer):
         idx = self.front_indices()
         return int(idx[knee(self.run_state["F"][idx])]) if len(idx) else None
 
-    def status(self) -> dict:
+    def status(self, front: torch.Tensor | None = None) -> dict:
+        """The status dict of the current generation (``front``: its ``front_indices()``, if known)."""
         st = self.run_state
-        Ff = st["F"][self.front_indices()]
+        Ff = st["F"][self.front_indices() if front is None else front]
         k = knee(Ff) if len(Ff) else None
         return {
             "generation": st["generation"],
@@ -88,9 +89,12 @@ class PopulationOptimizer(torch.optim.Optimizer):
         }
 
     @torch.no_grad()
-    def _load_knee(self) -> None:
+    def _load_knee(self, front: torch.Tensor | None = None) -> None:
         """Write the knee solution into the parameters, so the wrapped module is a usable model."""
-        k = self.knee_index()
+        if front is None:
+            k = self.knee_index()
+        else:
+            k = int(front[knee(self.run_state["F"][front])]) if len(front) else None
         if k is not None:
             for p, v in zip(self.params, self.layout.split(self.run_state["X"][k])):
                 p.copy_(v)

@@ -329,6 +329,7 @@ class PymooNSGA2(PopulationOptimizer):
             algorithm=algorithm,
         )
         self._consistent = True
-        status = self.status()
-        self._load_knee()
+        front = self.front_indices()  # sorted once for the status and the knee
+        status = self.status(front)
+        self._load_knee(front)
         return status

@@ -16,6 +16,11 @@ from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.status import publish, status_metrics
 from ggevo.lit.tasks import extra_scores, loss_for
 
+# what selection sees as a network's f2: its loss on the training minibatch that also gives its gradient
+# (the paper), or its figure of merit on a batch of the validation split: the loss, or for a classifier
+# the error rate (forward only: no gradient evaluation, nothing of the budget)
+SELECT_ON = ("train", "val")
+
 
 class EvolutionModule(pl.LightningModule):
     """Evolves ``model``'s parameters with the optimizer that ``optimizer(params)`` builds.
@@ -23,6 +28,14 @@ class EvolutionModule(pl.LightningModule):
     Each training step draws the next minibatch and runs ``opt.step()`` once, so
     ``global_step``, ``max_steps`` and checkpoint intervals count generations. The optimizer's
     status dict is logged as it comes; validation scores the front on the validation split.
+
+    ``select_on="val"``: the f2 each network is selected by is its score on generation ``t``'s batch of
+    the validation split (``datamodule.selection_stream()``): the loss, and for a classifier the error
+    rate, the figure a front member is picked by; the gradient (and so the budget's evaluation and the
+    network's step) still comes from the training minibatch. On a small training set a classifier's
+    training loss reaches ~0 at every density, and selection on it keeps whichever sparse network
+    memorised it; held-out cross-entropy punishes the confident dense networks that classify best (the
+    front fell to one sparse member: docs/RESULTS.md, "Held-out selection").
     """
 
     def __init__(
@@ -32,8 +45,12 @@ class EvolutionModule(pl.LightningModule):
         task: str = "reconstruction",
         evaluation: str = "auto",
         chunk_size: int | None = None,
+        select_on: str = "train",
     ):
         super().__init__()
+        if select_on not in SELECT_ON:
+            raise ValueError(f"optimizer.select_on: must be one of {', '.join(SELECT_ON)}, got {select_on!r}")
+        self.select_on = select_on
         self.automatic_optimization = False
         self.model = model
         self.task = task
@@ -76,12 +93,26 @@ class EvolutionModule(pl.LightningModule):
         x, y, t = batch
         if int(t) != self.global_step:
             raise RuntimeError(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
-        status = self.optimizers().step(closure=lambda: partial(self.evaluator, batch=(x, y)))
+        evaluate = partial(self.evaluator, batch=(x, y))
+        if self.select_on != "train":
+            evaluate = partial(self._held_out, evaluate, self.trainer.datamodule.selection_stream().batch(int(t))[:2])
+        status = self.optimizers().step(closure=lambda: evaluate)
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()
         # the step is the generation (1, 2, …), as is Lightning's global_step after the update; straight to
         # the recorder, so an interrupted run has recorded every generation it finished
         publish(self, status_metrics(status), int(status["generation"]))
+
+    def _held_out(self, evaluate, batch, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``evaluate(X)``'s gradients with each row's held-out score on ``batch``: its error rate for a
+        classifier, else its loss (non-finite where its training loss is: a diverged network stays out)."""
+        loss, grad = evaluate(X)
+        batch = [b.to(X.device) for b in batch]
+        if "accuracy" in self.scorers:
+            held_out = 1.0 - self.scorers["accuracy"].losses(X, batch).to(loss.dtype)
+        else:
+            held_out = self.evaluator.losses(X, batch).to(loss.dtype)
+        return torch.where(torch.isfinite(loss), held_out, loss), grad
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

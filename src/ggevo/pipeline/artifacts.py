@@ -69,14 +69,14 @@ def read_front_csv(path: Path) -> dict[str, list[float]]:
 
 
 def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.Tensor], title: str,
-                finetuned: dict[str, torch.Tensor] | None = None) -> None:
-    """Density–loss plane: the first generation's front, the final front (minibatch and full-train
-    loss) and, if given, the same front after sparse fine-tuning (train loss)."""
+                finetuned: dict[str, torch.Tensor] | None = None, selected_on: str = "minibatch loss") -> None:
+    """Density–loss plane: the first generation's front, the final front (the f2 selection saw,
+    ``selected_on``, and full-train loss) and, if given, the same front after sparse fine-tuning (train loss)."""
     fig, ax = new_figure()
     if first is not None and len(first):
-        ax.plot(first[:, 0], first[:, 1], "o--", color="0.6", ms=4, label="generation 1 (minibatch loss)")
+        ax.plot(first[:, 0], first[:, 1], "o--", color="0.6", ms=4, label=f"generation 1 ({selected_on})")
     ax.plot(table["density"], table["minibatch_loss"], "o-", color="tab:blue", ms=4,
-            label="final front (minibatch loss)")
+            label=f"final front ({selected_on})")
     ax.plot(table["density"], table["train_loss"], "s", color="tab:orange", ms=3, label="final front (train loss)")
     if finetuned is not None:
         ax.plot(finetuned["density"], finetuned["train_loss"], "^-", color="tab:green", ms=4,

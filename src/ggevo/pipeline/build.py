@@ -56,7 +56,7 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 def optimizer_factory(cfg: DictConfig):
     """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
     args = optimizer_arguments(cfg.optimizer)
-    module_keys = {"prune_schedule", "trunk_fraction"}  # keys the LightningModule or apply_budget take: a pruning schedule, a sparse method's
+    module_keys = {"prune_schedule", "trunk_fraction", "select_on"}  # keys the LightningModule or apply_budget take: a pruning schedule, a sparse method's
     if cfg.optimizer.get("method"):
         module_keys |= {"method", *method_options(cfg.optimizer)}
     dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k not in module_keys)
@@ -73,7 +73,8 @@ def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule | SparseMo
     model = build_model(model_cfg)
     if evolves_population(cfg.optimizer):
         return EvolutionModule(model, optimizer_factory(cfg), task=task, evaluation=cfg.evaluation.strategy,
-                               chunk_size=cfg.evaluation.chunk_size)
+                               chunk_size=cfg.evaluation.chunk_size,
+                               select_on=cfg.optimizer.get("select_on", "train"))
     if cfg.optimizer.get("method"):
         return build_method(model, optimizer_factory(cfg), OmegaConf.to_container(cfg.optimizer, resolve=True),
                             task=task, budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref, seed=int(cfg.seed))

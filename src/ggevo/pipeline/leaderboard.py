@@ -25,7 +25,7 @@ import csv
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ggevo.cli import fail
@@ -35,6 +35,7 @@ from ggevo.pipeline.report import write_fronts_csv
 from ggevo.pipeline.sweep_record import Job, SweepRecord, job_order, read_record
 
 BANDS = ((0.01, 0.03), (0.03, 0.07), (0.07, 0.15), (0.15, 0.35), (0.35, 0.7))
+CHECK_SUFFIX = "_check"  # experiment=bench_<task>_check: the same sweep on a seed used for no choice
 OURS_PREFIX = "gemonn"  # gemonn, gemonn_plus, gemonn_plus_trunk: ours; every other optimizer is a baseline
 
 
@@ -57,6 +58,7 @@ class Task:
     classifier: bool
     methods: dict[str, list[Job]]
     skipped: list[str]
+    check_seeds: list[str] = field(default_factory=list)  # seeds of a ``bench_<task>_check`` record: chose nothing
 
     @property
     def ours(self) -> list[str]:
@@ -95,7 +97,31 @@ def read_task(record: SweepRecord) -> Task:
     if not methods:
         raise ValueError(f"{record.folder}: no finished job with a front")
     name = record.preset.removeprefix("bench_")
+    if name.endswith(CHECK_SUFFIX):
+        seeds = sorted({j.seed for jobs in methods.values() for j in jobs}, key=job_order)
+        return Task(name.removesuffix(CHECK_SUFFIX), bool(classifier), methods, skipped, seeds)
     return Task(name, bool(classifier), methods, skipped)
+
+
+def merged(tasks: list[Task]) -> list[Task]:
+    """Tasks of one name (a bench record and its ``_check`` record) as one, their jobs together, in order."""
+    out: dict[str, Task] = {}
+    for task in tasks:
+        if task.name not in out:
+            out[task.name] = task
+            continue
+        into = out[task.name]
+        if into.classifier != task.classifier:
+            raise ValueError(f"bench records of task {task.name} disagree on whether it is a classifier")
+        for method, jobs in task.methods.items():
+            known = {j.seed for j in into.methods.get(method, [])}
+            clash = [j.seed for j in jobs if j.seed in known]
+            if clash:
+                raise ValueError(f"task {task.name}, {method}: seed {clash[0]} is in two bench records")
+            into.methods.setdefault(method, []).extend(jobs)
+        into.skipped += task.skipped
+        into.check_seeds += task.check_seeds
+    return list(out.values())
 
 
 def pick(front: dict[str, list[float]], budget: float, classifier: bool) -> Pick | None:
@@ -182,7 +208,9 @@ def task_markdown(task: Task, table: dict, versus: dict[str, dict]) -> str:
              f"{', '.join(seeds)} (each seed in brackets). Best mean in bold. Last columns: each of ours "
              f"against the best baseline on each seed "
              f"({'difference in accuracy points' if task.classifier else 'ratio of MSEs, below 1 is better'}); "
-             f"✔ where ours is at least as good on every seed.", ""]
+             f"✔ where ours is at least as good on every seed."
+             + (f" Seed {', '.join(task.check_seeds)} (experiment=bench_{task.name}{CHECK_SUFFIX}) chose nothing: "
+                f"every setting of ours was picked on the others." if task.check_seeds else ""), ""]
     lines.append("| density ≤ | " + " | ".join(methods) + "".join(f" | {o} vs best baseline" for o in versus) + " |")
     lines.append("|---|" + "---|" * (len(methods) + len(versus)))
     for b, by_method in table.items():
@@ -253,7 +281,7 @@ def plot_task(task: Task, path: Path) -> None:
 def leaderboard(records: list[Path], out: Path) -> dict:
     """Write the leaderboard of ``records`` (bench sweep records) to ``out``; returns its metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [read_task(read_record(r)) for r in records]
+    tasks = merged([read_task(read_record(r)) for r in records])
     sections, rows, metrics = [], [], {}
     for task in tasks:
         table = cells(task)

@@ -34,6 +34,7 @@ class RunResult:
     tuned: dict[str, torch.Tensor] | None = None
     downstream: dict | None = None
     extra_files: dict = field(default_factory=dict)
+    selected_on: str = "minibatch loss"  # what F[:, 1] is: the training minibatch's loss, or a held-out score
 
     def files(self, cfg: DictConfig, run_id: str | None) -> dict:
         """``name -> writer(path)`` of every file of the run folder, in the order they are stored."""
@@ -43,7 +44,7 @@ class RunResult:
         files = {
             "front.csv": partial(write_front_csv, table=self.table),
             "pareto.png": partial(pareto_plot, first=self.first_front, table=self.table, title=self.title,
-                                  finetuned=self.tuned),
+                                  finetuned=self.tuned, selected_on=self.selected_on),
             "knee_model.pt": partial(torch.save, knee),
             "metrics.json": lambda p: p.write_text(json.dumps(self.metrics, indent=2) + "\n"),
             "config.yaml": lambda p: OmegaConf.save(cfg, p, resolve=True),
@@ -88,6 +89,13 @@ def sparse_finetune(module, data, X: torch.Tensor, F: torch.Tensor, ft: DictConf
     return Xt, torch.stack((F[:, 0], loss.to(F.dtype)), dim=1)
 
 
+def selected_on(module) -> str:
+    """What the front's f2 (``minibatch_loss`` in front.csv) is, in words for a plot's legend."""
+    if getattr(module, "select_on", "train") != "val":
+        return "minibatch loss"
+    return "held-out error rate" if "accuracy" in module.scorers else "held-out loss"
+
+
 def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResult:
     """Score the final front on the full splits and derive every final metric."""
     X_all, F_all = module.front()
@@ -104,7 +112,8 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
     k = int(table["knee"].argmax())
     knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
     result = RunResult(X, F, table, metrics, knee_state, module.first_front,
-                       title=f"{module.model.__class__.__name__}, step {step}")
+                       title=f"{module.model.__class__.__name__}, step {step}",
+                       selected_on=selected_on(module))
     if module.task == "reconstruction":  # the yardstick: the mean image, and pictures of the front
         found, writers = autoencoder_record(module.evaluator.flat, X, table, data, result.title)
         metrics.update(found)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ggevo.data.sources import DATASETS
 from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.gradient import check_schedule
+from ggevo.lit.module import SELECT_ON
 from ggevo.lit.sparse import METHODS, build_method
 from ggevo.lit.tasks import TASKS
 
@@ -68,6 +69,8 @@ def _validate_optimizer(o: DictConfig) -> None:
         _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
                                       and 0 <= fraction < 1), "optimizer.trunk_fraction",
                  f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
+        _require(o.get("select_on", "train") in SELECT_ON, "optimizer.select_on",
+                 f"must be one of {', '.join(SELECT_ON)}, got {o.get('select_on')!r}")
     else:
         _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
         try:

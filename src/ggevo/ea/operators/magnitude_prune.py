@@ -14,11 +14,13 @@ def magnitude_prune_(
     fraction: float,
     prunable: torch.Tensor | None = None,
     generator: torch.Generator,
+    min_nonzero: int = 0,
 ) -> torch.Tensor:
     """In place on ``X`` (n×D), which the caller owns: each row, with probability ``probability``,
     sets to 0 the ``fraction`` of its nonzero ``prunable`` (D,) entries with the smallest magnitude
-    (at least one). Returns ``X``. Only the chosen rows are read, one at a time: a generation
-    prunes a few rows, and a per-row threshold is one ``kthvalue`` of that row's nonzeros."""
+    (at least one), never leaving the row fewer than ``min_nonzero`` nonzero entries in all (nor
+    fewer than one prunable one). Returns ``X``. Only the chosen rows are read, one at a time: a
+    generation prunes a few rows, and a per-row threshold is one ``kthvalue`` of that row's nonzeros."""
     if not 0.0 <= probability <= 1.0 or not 0.0 < fraction < 1.0:
         raise ValueError(f"magnitude pruning needs a probability and a fraction in (0, 1), "
                          f"got {probability} and {fraction}")
@@ -28,9 +30,10 @@ def magnitude_prune_(
         row = X[i]
         live = (row != 0) & allowed
         count = int(live.sum())
-        if count < 2:
+        fixed = int(((row != 0) & ~allowed).sum()) if min_nonzero else 0
+        k = min(max(1, int(fraction * count)), count - max(1, min_nonzero - fixed))
+        if k < 1:
             continue
-        k = max(1, int(fraction * count))
         mags = row.abs()[live]
         threshold = mags.kthvalue(k).values
         # ties at the threshold may take a few more than k: every one of them is as small
