@@ -44,3 +44,19 @@ def assert_close_in_float32(actual: torch.Tensor, expected: torch.Tensor, *, ter
     worst = int((error / bound.clamp_min(torch.finfo(torch.float64).tiny)).argmax())
     assert bool((error <= bound).all()), (f"row {worst}: error {float(error[worst]):.3g} exceeds {terms} · eps · "
                                           f"|row| = {float(bound[worst]):.3g}")
+
+
+def full_and_resumed(compose_cfg, tmp_path, overrides, *, steps: int, split: int) -> tuple[dict, dict]:
+    """The optimizer state after ``steps`` generations of a run of ``overrides``, uninterrupted and
+    stopped after ``split`` then resumed from its checkpoint (a checkpoint every ``split`` generations)."""
+    from ggevo.pipeline.train import train
+
+    every = f"checkpoint.every_n_steps={split}"
+    train(compose_cfg(*overrides, f"trainer.max_steps={steps}", every, run="full"))
+    train(compose_cfg(*overrides, f"trainer.max_steps={split}", every, "logger.experiment_name=resume", run="part"))
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    train(compose_cfg(*overrides, f"trainer.max_steps={steps}", every, "logger.experiment_name=resume",
+                      f"ckpt_path={ckpt}", run="part"))
+    state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
+                                   weights_only=False)["optimizer_states"][0]["state"][0]
+    return state("full"), state("part")

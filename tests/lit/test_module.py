@@ -9,7 +9,7 @@ from ggevo.ea import GEMONN
 from ggevo.lit.module import EvolutionModule
 from ggevo.models import MLP
 from ggevo.models.autoencoder import TiedAutoencoder
-from ggevo.pipeline.train import train
+from tests.conftest import full_and_resumed
 
 
 def _module(model, task: str) -> EvolutionModule:
@@ -48,17 +48,10 @@ def test_an_autoencoder_is_selected_on_its_held_out_loss():
 
 
 def test_a_run_selected_on_held_out_data_resumes_exactly(compose_cfg, tmp_path):
-    run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual", "optimizer.pop_size=4",
-           "optimizer.warmup=1", "optimizer.trunk=4", "optimizer.trunk_fraction=null", "trainer.max_steps=9",
-           "checkpoint.every_n_steps=3", "hv_ref=[1.1,1.1]")
-    train(compose_cfg(*run, run="full"))
-    train(compose_cfg(*run[:-3], "trainer.max_steps=6", "checkpoint.every_n_steps=3", "hv_ref=[1.1,1.1]",
-                      "logger.experiment_name=resume", run="part"))
-    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    train(compose_cfg(*run, "logger.experiment_name=resume", f"ckpt_path={ckpt}", run="part"))
-    state = lambda name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt",  # noqa: E731
-                                    weights_only=False)["optimizer_states"][0]["state"][0]
-    a, b = state("full"), state("part")
+    run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual",
+           "optimizer.pop_size=4", "optimizer.warmup=1", "optimizer.trunk=4", "optimizer.trunk_fraction=null",
+           "hv_ref=[1.1,1.1]")
+    a, b = full_and_resumed(compose_cfg, tmp_path, run, steps=9, split=6)
     for key in ("X", "F", "M"):
         assert torch.equal(a[key], b[key]), key
     wrong = a["F"][:, 1] * 60  # f2 is the held-out error rate: a whole number of the 60 validation images wrong

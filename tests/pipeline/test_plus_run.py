@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from ggevo.pipeline.train import generations_for, train
+from ggevo.pipeline.train import generations_for
 from ggevo.pipeline.validate import ConfigError
+from tests.conftest import full_and_resumed
 
 PLUS = ("optimizer=gemonn_plus", "optimizer.pop_size=6", "optimizer.warmup=2", "trainer.max_steps=6",
         "checkpoint.every_n_steps=3")
@@ -35,14 +36,7 @@ def test_budget_counts_warmup_and_offspring():
 
 
 def test_gemonn_plus_resumes_exactly_mid_run(compose_cfg, tmp_path):
-    train(compose_cfg(*PLUS, run="full"))
-    train(compose_cfg(*PLUS[:-2], "trainer.max_steps=3", "checkpoint.every_n_steps=3",
-                      "logger.experiment_name=resume", run="part"))
-    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    train(compose_cfg(*PLUS, "logger.experiment_name=resume", f"ckpt_path={ckpt}", run="part"))
-    state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
-                                   weights_only=False)["optimizer_states"][0]["state"][0]
-    a, b = state("full"), state("part")
+    a, b = full_and_resumed(compose_cfg, tmp_path, PLUS[:-2], steps=6, split=3)
     assert a["generation"] == b["generation"] == 6
     for key in ("X", "F", "G", "M", "V", "T"):
         assert torch.equal(a[key], b[key]), key

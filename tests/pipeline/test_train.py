@@ -112,10 +112,17 @@ def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
     ("optimizer.eta=-1", "optimizer.eta"), ("data.name=imagenet", "data.name"),
     ("optimizer.sparsity_preservation=1.5", "optimizer.sparsity_preservation"),
     ("trainer.max_steps=0", "trainer.max_steps"),
+    ("+optimizer.trunk_prune=cubic", "optimizer.trunk_prune"), ("+optimizer.select_on=test", "optimizer.select_on"),
 ])
 def test_invalid_config_fails_before_compute(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=f"^{key}:"):
         train(compose_cfg(override))
+
+
+def test_held_out_selection_without_a_validation_split_fails_before_compute(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="^optimizer.select_on: val needs a validation split"):
+        train(compose_cfg("+optimizer.select_on=val", "data.val_fraction=0"))
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded
 
 
 def test_cli_reports_bad_values_in_one_line(tmp_path):

@@ -25,6 +25,7 @@ from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
+from ggevo.ea.operators.trunk import branch_, prune_trunk_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import PopulationOptimizer
 from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
@@ -34,7 +35,6 @@ Closure = Callable[[], Evaluate]
 CROSSOVERS = ("grad_sbx", "sbx")
 MUTATIONS = ("zero", "polynomial", "magnitude")
 TRUNK_PRUNES = ("oneshot", "gradual")
-TRUNK_MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt = the pruning span / 100)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -70,10 +70,10 @@ class GEMONN(PopulationOptimizer):
     size no longer has to suit both ends of the front. ``trunk_prune: gradual`` prunes the trunk as it
     trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the first
     ``trunk_prune_start`` of the trunk, then its density falls along the cubic schedule to the sparsest
-    row's, its mask updated ``TRUNK_MASK_UPDATES`` times; each other row branches off when the trunk
+    row's, its mask updated 100 times; each other row branches off when the trunk
     passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
     sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
-    row itself ends at the sparsest density. ``prune_floor`` stops magnitude mutation there: a child
+    row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_floor`` stops magnitude mutation there: a child
     keeps at least that density (all of it, if its parent is already there), so the sparse end of the
     front stays at the floor instead of drifting below it.
     """
@@ -292,7 +292,7 @@ class GEMONN(PopulationOptimizer):
     @torch.no_grad()
     def _trunk_step(self, evaluate: Evaluate) -> dict:
         """A trunk generation: the densest network alone is scored and takes its step; after the last,
-        every other network becomes the trunk pruned to its own density (``_branch``)."""
+        every other network becomes the trunk pruned to its own density (``operators.trunk``)."""
         hp, st = self.hp, self.run_state
         counts = {"evaluations": 0, "nonfinite": 0}
         if self.initialized:
@@ -313,68 +313,17 @@ class GEMONN(PopulationOptimizer):
             mine[one] = theirs
         done = st.get("generation", 0) + 1
         if hp.get("trunk_prune", "oneshot") == "gradual":
-            self._prune_trunk(X, F, moments, t, done)
+            prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
+                         start=round(hp["trunk_prune_start"] * hp["trunk"]))
         elif done == hp["trunk"]:
-            self._branch(X, F, moments, t)
+            branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)
         st["trunk_row"] = t
         return self._commit(X, F, G, moments, counts)
-
-    def _prune_trunk(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, done: int) -> None:
-        """In place, after trunk generation ``done`` (1-based) of a gradual trunk: on a mask update, the
-        rows whose density the trunk passes branch from it (``_branch``), then the trunk drops its
-        smallest prunable entries down to the cubic schedule's count."""
-        total = self.hp["trunk"]
-        start = round(self.hp["trunk_prune_start"] * total)
-        every = max(1, (total - start) // TRUNK_MASK_UPDATES)
-        if done <= start or ((done - start) % every and done != total):
-            return
-        cols = self._prunable().nonzero().squeeze(1)
-        counts = (X[:, cols] != 0).sum(dim=1)
-        final, current = int(counts.min()), int(counts[t])
-        target = final + int(round((len(cols) - final) * (1.0 - (done - start) / (total - start)) ** 3))
-        last = done == total
-        if target >= current and not last:
-            return
-        others = torch.arange(X.shape[0], device=X.device) != t
-        due = others & (counts <= current) & ((counts > target) | last)
-        if due.any():
-            self._branch(X, F, moments, t, rows=due)
-        if target >= current:
-            return
-        keep = torch.zeros(X.shape[1], dtype=torch.bool, device=X.device)
-        keep[cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)[:target]]] = True
-        pruned = self._prunable() & ~keep
-        X[t, pruned] = 0.0
-        moments.M[t, pruned] = 0.0
-        moments.V[t, pruned] = 0.0
-        F[t, 0] = row_density(X[t : t + 1])[0]
 
     def _prunable(self) -> torch.Tensor:
         """(D,) bool: the entries pruning may zero (all but the exempt biases)."""
         exempt = self._exempt()
         return torch.ones(self.layout.dim, dtype=torch.bool, device=self._device()) if exempt is None else ~exempt
-
-    def _branch(self, X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int,
-                rows: torch.Tensor | None = None) -> None:
-        """In place: every row but ``t`` (or those of the mask ``rows``) becomes row ``t`` keeping as many
-        of its largest-magnitude prunable entries as the row has nonzero prunable entries now, with row
-        ``t``'s moments (zero where pruned); those rows' losses become +inf until they are scored."""
-        prunable = self._prunable()
-        cols = prunable.nonzero().squeeze(1)
-        # rank of each prunable entry of the trunk by falling magnitude; row i keeps its count's largest
-        order = cols[torch.argsort(X[t, cols].abs(), descending=True, stable=True)]
-        rank = torch.full((X.shape[1],), X.shape[1], dtype=torch.int64, device=X.device)
-        rank[order] = torch.arange(len(order), device=X.device)
-        keep = (X[:, cols] != 0).sum(dim=1, keepdim=True)
-        others = torch.arange(X.shape[0], device=X.device) != t if rows is None else rows
-        branches = torch.where(prunable & (rank >= keep), 0.0, X[t])[others]
-        live = branches != 0
-        X[others] = branches
-        moments.M[others] = torch.where(live, moments.M[t], 0.0)
-        moments.V[others] = torch.where(live, moments.V[t], 0.0)
-        moments.T[others] = moments.T[t]
-        F[others, 0] = row_density(branches)
-        F[others, 1] = torch.inf
 
     @torch.no_grad()
     def step(self, closure: Closure) -> dict:  # type: ignore[override]

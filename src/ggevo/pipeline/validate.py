@@ -102,6 +102,8 @@ def validate(cfg: DictConfig) -> None:
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")
+    _require(o.get("select_on", "train") != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
+             "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
     _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")

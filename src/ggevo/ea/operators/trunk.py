@@ -1,0 +1,81 @@
+"""A trunk's branching and gradual pruning (``optimizer.trunk``, ``trunk_prune``; beyond the paper).
+
+One network, the trunk, trains alone; the others restart as it, each keeping the trunk's largest
+prunable entries up to its own count. With ``trunk_prune: gradual`` the trunk is itself pruned as it
+trains, along gradual magnitude pruning's cubic schedule (Zhu & Gupta 2017), and each other network
+branches off when the trunk passes its density. Pure in-place functions of the population.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ggevo.ea.compiling import row_density
+from ggevo.ea.operators.lamarck import Moments
+
+MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt = the pruning span / 100)
+
+
+def kept_by_magnitude(trunk: torch.Tensor, prunable: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(n×D) bool: the entries of ``trunk`` (D,) that a copy keeping ``counts`` (n, 1) of its largest-magnitude
+    ``prunable`` entries keeps (every entry that is not prunable is kept)."""
+    cols = prunable.nonzero().squeeze(1)
+    order = cols[torch.argsort(trunk[cols].abs(), descending=True, stable=True)]
+    rank = torch.full(trunk.shape, trunk.shape[0], dtype=torch.int64, device=trunk.device)
+    rank[order] = torch.arange(len(order), device=trunk.device)
+    return ~prunable | (rank < counts)
+
+
+def branch_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor,
+            rows: torch.Tensor) -> None:
+    """In place: the rows of the mask ``rows`` become row ``t`` keeping as many of its largest-magnitude
+    ``prunable`` entries as each has nonzero prunable entries now, with row ``t``'s moments (zero where
+    pruned); their losses become +inf until they are scored."""
+    counts = (X[:, prunable] != 0).sum(dim=1, keepdim=True)
+    branches = torch.where(kept_by_magnitude(X[t], prunable, counts), X[t], 0.0)[rows]
+    live = branches != 0
+    X[rows] = branches
+    moments.M[rows] = torch.where(live, moments.M[t], 0.0)
+    moments.V[rows] = torch.where(live, moments.V[t], 0.0)
+    moments.T[rows] = moments.T[t]
+    F[rows, 0] = row_density(branches)
+    F[rows, 1] = torch.inf
+
+
+def mask_update(done: int, total: int, start: int) -> bool:
+    """Whether a gradual trunk's mask changes after generation ``done`` (1-based) of ``total``: every
+    ``(total - start) / MASK_UPDATES`` generations after ``start``, and at the last."""
+    every = max(1, (total - start) // MASK_UPDATES)
+    return done > start and (done == total or (done - start) % every == 0)
+
+
+def cubic_count(done: int, total: int, start: int, dense: int, final: int) -> int:
+    """The trunk's count of prunable nonzeros after generation ``done``: the cubic schedule from ``dense``
+    at ``start`` down to ``final`` at ``total``."""
+    return final + int(round((dense - final) * (1.0 - (done - start) / (total - start)) ** 3))
+
+
+def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor, *,
+                 done: int, total: int, start: int) -> None:
+    """In place, after trunk generation ``done`` of a gradual trunk: on a mask update, the rows whose
+    density the trunk passes branch from it (``branch_``; at the last update every row not yet branched),
+    then the trunk drops its smallest prunable entries down to the schedule's count."""
+    if not mask_update(done, total, start):
+        return
+    counts = (X[:, prunable] != 0).sum(dim=1)
+    final, current = int(counts.min()), int(counts[t])
+    target = cubic_count(done, total, start, int(prunable.sum()), final)
+    last = done == total
+    if target >= current and not last:
+        return
+    others = torch.arange(X.shape[0], device=X.device) != t
+    due = others & (counts <= current) & ((counts > target) | last)
+    if due.any():
+        branch_(X, F, moments, t, prunable, due)
+    if target >= current:
+        return
+    pruned = ~kept_by_magnitude(X[t], prunable, torch.tensor([[target]], device=X.device))[0]
+    X[t, pruned] = 0.0
+    moments.M[t, pruned] = 0.0
+    moments.V[t, pruned] = 0.0
+    F[t, 0] = row_density(X[t : t + 1])[0]
