@@ -346,3 +346,18 @@ def test_with_a_prune_floor_no_child_is_sparser_than_it():
     _run(opt, ev, 0, 12)
     density = row_density(opt.run_state["X"])
     assert float(density.min()) >= 0.3 - 1e-6 and float(density.min()) < 0.35  # pruned down to it, not below
+
+
+def test_without_duplicates_the_floor_does_not_fill_with_copies():
+    """At a prune floor every child of a parent at the floor is its copy; NSGA-II alone lets copies of the
+    best sparse network crowd the denser ones out, eliminate_duplicates keeps one of each point."""
+    kw = TRUNK | dict(trunk=0, prune_floor=0.3, min_density=0.3, density_floor=0.3)
+    distinct = {}
+    for flag in (False, True):
+        _, ev, opt = _make(**(kw | dict(eliminate_duplicates=flag)))
+        _run(opt, ev, 0, 40)
+        F = opt.run_state["F"]
+        distinct[flag] = len(torch.unique(F, dim=0))
+        if flag:
+            assert distinct[flag] == len(F)  # no two networks at one point
+    assert distinct[True] > distinct[False]

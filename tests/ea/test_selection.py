@@ -33,6 +33,15 @@ def test_survival_keeps_whole_fronts_then_the_most_crowded_out():
     assert sorted(survival(F, 6).tolist()) == [0, 1, 2, 3, 4, 5]
 
 
+def test_copies_survive_only_into_the_places_distinct_rows_leave():
+    # rows 0-2 are one point (a network and two copies), rows 3-4 are dominated by it, row 5 is distinct
+    F = torch.tensor([[0.1, 0.1], [0.1, 0.1], [0.1, 0.1], [0.5, 0.5], [0.6, 0.6], [0.05, 0.9]])
+    assert sorted(survival(F, 3).tolist()) == [0, 2, 5]  # plain NSGA-II: two copies of one point stay
+    assert sorted(survival(F, 3, eliminate_duplicates=True).tolist()) == [0, 3, 5]  # the first copy only
+    assert sorted(survival(F, 5, eliminate_duplicates=True).tolist()) == [0, 1, 3, 4, 5]  # the next copy fills
+    assert sorted(survival(F[3:], 2, eliminate_duplicates=True).tolist()) == sorted(survival(F[3:], 2).tolist())
+
+
 def test_nonfinite_losses_rank_last():
     F = torch.tensor([[0.1, float("inf")], [0.5, 0.5], [1.0, 0.2]])
     rank, _ = rank_and_crowding(F)

@@ -92,3 +92,34 @@ def test_a_registered_member_loads_from_the_registry_with_its_zeros_and_loss(com
     assert version.tags["ggevo.select"] == "knee"
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
     assert run.info.status == "FINISHED"  # registering attached the model without reopening the run for good
+
+
+def test_every_run_logs_its_knee_model_and_its_dataset(compose_cfg, tmp_path):
+    import mlflow
+    import mlflow.pytorch
+
+    cfg = compose_cfg("trainer.max_steps=3")
+    train(cfg)
+    client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    assert run.info.status == "FINISHED"  # logging the model left the run's end to the recorder
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == run.data.tags["data.name"]
+    assert run.data.tags["data.data_sha1"].startswith(dataset.digest)
+    assert json.loads(dataset.profile)["splits"] == run.data.tags["data.splits"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+    try:
+        (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+        assert logged.name == "knee_model" and logged.source_run_id == run.info.run_id
+        model = mlflow.pytorch.load_model(logged.model_uri)
+        info = mlflow.models.get_model_info(logged.model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    knee = torch.load(tmp_path / "run" / "knee_model.pt", weights_only=False)
+    for name, tensor in knee["state_dict"].items():
+        assert torch.equal(model.state_dict()[name], tensor), name  # the knee's weights, zeros included
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"][-1] == int(run.data.tags["data.features"])
+    _, _, data, _ = load_run(tmp_path / "run")
+    loss = _split_means(model.eval(), data, "train", "reconstruction")["loss"]
+    assert loss == pytest.approx(knee["train_loss"], rel=1e-5)

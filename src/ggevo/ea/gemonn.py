@@ -75,7 +75,9 @@ class GEMONN(PopulationOptimizer):
     sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
     row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_floor`` stops magnitude mutation there: a child
     keeps at least that density (all of it, if its parent is already there), so the sparse end of the
-    front stays at the floor instead of drifting below it.
+    front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
+    objectives equal another network's (a copy, such as the child of a parent already at the floor)
+    survive only into places the distinct networks leave.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class GEMONN(PopulationOptimizer):
         trunk_prune: str = "oneshot",
         trunk_prune_start: float = 0.25,
         prune_floor: float | None = None,
+        eliminate_duplicates: bool = False,
     ):
         _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
                f"must be an even integer ≥ 2, got {pop_size!r}")
@@ -165,6 +168,7 @@ class GEMONN(PopulationOptimizer):
             lr_density_exponent=float(lr_density_exponent),
             trunk_prune=trunk_prune, trunk_prune_start=float(trunk_prune_start),
             prune_floor=None if prune_floor is None else float(prune_floor),
+            eliminate_duplicates=bool(eliminate_duplicates),
         )
         super().__init__(params, defaults)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -365,7 +369,8 @@ class GEMONN(PopulationOptimizer):
             C, C_moments = self._local_search(C, FC, GC, C_moments)
             if scored:
                 X, moments = self._local_search(X, F, G, moments)
-        keep = survival(floored(torch.cat((F, FC)), hp.get("density_floor")), n).to(X.device)
+        keep = survival(floored(torch.cat((F, FC)), hp.get("density_floor")), n,
+                        eliminate_duplicates=hp.get("eliminate_duplicates", False)).to(X.device)
         dead = torch.ones(n, dtype=torch.bool, device=X.device)
         dead[keep[keep < n]] = False
         born = keep[keep >= n] - n

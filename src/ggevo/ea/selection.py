@@ -44,14 +44,25 @@ def rank_and_crowding(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(rank), torch.from_numpy(crowding)
 
 
-def survival(F: torch.Tensor, n: int) -> torch.Tensor:
+def survival(F: torch.Tensor, n: int, *, eliminate_duplicates: bool = False) -> torch.Tensor:
     """Indices (n,) of the NSGA-II survivors of ``F`` (m×M): whole fronts, the last cut by crowding.
 
-    Ties in crowding keep the lower index (a stable sort), so the choice is deterministic.
+    Ties in crowding keep the lower index (a stable sort), so the choice is deterministic. With
+    ``eliminate_duplicates`` a row whose objectives equal an earlier row's exactly (a copy, to
+    selection) competes only for the places the distinct rows leave, lowest index first: copies of one
+    network cannot fill the first front and push the other densities out (pymoo's NSGA-II drops
+    duplicates the same way, in decision space, before survival).
     """
     Fn = _objectives(F)
     if not 0 < n <= len(Fn):
         raise ValueError(f"cannot keep {n} of {len(Fn)}")
+    if eliminate_duplicates:
+        first = np.sort(np.unique(Fn, axis=0, return_index=True)[1])
+        if len(first) < len(Fn):
+            copies = np.setdiff1d(np.arange(len(Fn)), first)
+            if len(first) <= n:
+                return torch.from_numpy(np.concatenate((first, copies[: n - len(first)])).astype(np.int64))
+            return torch.from_numpy(first[survival(F[torch.from_numpy(first)], n).numpy()])
     keep: list[np.ndarray] = []
     left = n
     for front in NonDominatedSorting().do(Fn):

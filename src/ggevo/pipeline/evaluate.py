@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from ggevo.pipeline.build import build
 from ggevo.pipeline.downstream import FineTune, downstream_record
 from ggevo.pipeline.recorder import add_to_run
 from ggevo.pipeline.store import tracking_uri
+from ggevo.pipeline.files import write_json
 
 
 def load_run(run_dir: Path):
@@ -62,7 +62,7 @@ def evaluate_run(run_dir: Path) -> dict[str, float]:
             if ok.any():
                 metrics[f"test/{name}_at_density_{budget}"] = float(
                     values[ok].max() if name == "accuracy" else values[ok].min())
-    (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(run_dir / "test_metrics.json", metrics)
     _log(cfg, front, metrics, run_dir / "evaluation.csv")
     return metrics
 
@@ -72,7 +72,7 @@ def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: Fi
     cfg, module, data, front = load_run(run_dir)
     table = read_front_csv(run_dir / "front.csv")
     metrics, record = downstream_record(module.evaluator.flat.module, front["X"], table, data, select, seeds, recipe)
-    (run_dir / "downstream.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(run_dir / "downstream.json", record)
     _log(cfg, front, metrics, run_dir / "downstream.json")
     return metrics
 

@@ -18,7 +18,6 @@ NAME, with ``--alias`` (default ``champion``) pointing at it:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -29,9 +28,10 @@ from ggevo.cli import USER_ERRORS, fail
 from ggevo.ea.flat import FlatParams
 from ggevo.pipeline.artifacts import choose_member, read_front_csv
 from ggevo.pipeline.build import build_model
-from ggevo.pipeline.recorder import add_to_run
+from ggevo.pipeline.recorder import add_to_run, log_model_to_run, register_model
 from ggevo.pipeline.store import tracking_uri
 from ggevo.pipeline.validate import ConfigError
+from ggevo.pipeline.files import save_torch, write_json
 
 
 def sparse_form(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -63,14 +63,14 @@ def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out = out or run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model_cfg, "task": task, "state_dict": state}, out / "model.pt")
-    torch.save(sparse_form(state), out / "model_sparse.pt")
+    save_torch(out / "model.pt", {"model": model_cfg, "task": task, "state_dict": state})
+    save_torch(out / "model_sparse.pt", sparse_form(state))
     flat = front["X"][i]
     record = {"run_dir": run_dir.name, "select": select, "member": i, "task": task,
               "model": model_cfg["_target_"], "parameters": int(flat.numel()),
               "nonzeros": int(torch.count_nonzero(flat)), "density": float(table["density"][i]),
               "metrics": {k: v[i] for k, v in table.items() if k != "knee"}}
-    (out / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out / "model.json", record)
     if front.get("mlflow_run_id"):
         add_to_run(tracking_uri(cfg), front["mlflow_run_id"],
                    files=[out / name for name in ("model.pt", "model_sparse.pt", "model.json")],
@@ -82,9 +82,6 @@ def register_member(run_dir: Path, name: str, select: str = "knee", alias: str =
                     out: Path | None = None) -> dict:
     """Export the member ``select`` picks, log it to its MLflow run as a PyTorch model and register it as
     a new version of ``name`` with ``alias``; returns the export record with ``model_uri`` and ``version``."""
-    import mlflow
-    import mlflow.pytorch
-
     from ggevo.pipeline.build import build_data
 
     record = export_member(run_dir, select, out)
@@ -97,23 +94,10 @@ def register_member(run_dir: Path, name: str, select: str = "knee", alias: str =
     model = load_exported(out / "model.pt")
     example = build_data(cfg).batches("test")[0][0][:2].numpy()
     uri = tracking_uri(cfg)
-    client = mlflow.tracking.MlflowClient(uri)
-    status = client.get_run(run_id).info.status
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:  # attach to the finished run without changing how it ended
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pytorch.log_model(model, name=f"member-{select.replace('<=', '-le-')}",
-                                            input_example=example, serialization_format="pickle",
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ggevo"])
-        client.set_terminated(run_id, status)
-        version = mlflow.register_model(info.model_uri, name)
-        client.set_registered_model_alias(name, alias, version.version)
-        client.set_model_version_tag(name, version.version, "ggevo.select", select)
-        client.set_model_version_tag(name, version.version, "ggevo.density", f"{record['density']:.6g}")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return record | {"model_uri": f"models:/{name}@{alias}", "version": version.version, "logged": info.model_uri}
+    logged = log_model_to_run(uri, run_id, model, f"member-{select.replace('<=', '-le-')}", example)
+    version = register_model(uri, logged, name, alias,
+                             {"ggevo.select": select, "ggevo.density": f"{record['density']:.6g}"})
+    return record | {"model_uri": f"models:/{name}@{alias}", "version": version, "logged": logged}
 
 
 def main() -> None:

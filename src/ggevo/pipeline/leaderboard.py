@@ -33,6 +33,7 @@ from ggevo.pipeline.budget_table import BUDGETS, rows_within
 from ggevo.pipeline.plotting import new_figure, save_figure
 from ggevo.pipeline.report import write_fronts_csv
 from ggevo.pipeline.sweep_record import Job, SweepRecord, job_order, read_record
+from ggevo.pipeline.files import write_json, write_text
 
 BANDS = ((0.01, 0.03), (0.03, 0.07), (0.07, 0.15), (0.15, 0.35), (0.35, 0.7))
 CHECK_SUFFIX = "_check"  # experiment=bench_<task>_check: the same sweep on a seed used for no choice
@@ -313,13 +314,13 @@ def leaderboard(records: list[Path], out: Path) -> dict:
               "`dvc repro leaderboard` (the sweeps `ggevo-train -m experiment=bench_<task> "
               "hydra/launcher=local_parallel sweep_record=reports/sweeps/bench_<task>`, then `ggevo-leaderboard`); "
               "the rule is in docs/ALGORITHM.md (Benchmark).", ""]
-    (out / "leaderboard.md").write_text("\n".join(header) + "\n" + "\n".join(sections))
+    write_text(out / "leaderboard.md", "\n".join(header) + "\n" + "\n".join(sections))
     with open(out / "leaderboard.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     clean = {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in metrics.items()}
-    (out / "leaderboard.json").write_text(json.dumps(clean, indent=2) + "\n")
+    write_json(out / "leaderboard.json", clean)
     return clean
 
 

@@ -22,10 +22,10 @@ through the functions at the bottom of this module.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from filelock import FileLock
@@ -37,15 +37,16 @@ from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from ggevo.lit.status import STATUS_KEYS
+from ggevo.pipeline.files import Writer, write_atomically
 from ggevo.pipeline.history import HISTORY, History, add_to_history, write_history_csv
 from ggevo.pipeline.interrupts import shielded
 from ggevo.pipeline.store import artifact_location, sqlite_path, tracking_uri
 from ggevo.pipeline.tracking import EXPERIMENT_KIND
 
+KNEE_MODEL = "knee_model"  # the name of every run's logged model (the knee member)
 STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
 RUN_JSON = "run.json"
 FLUSH_SECONDS = 1.0  # metrics are stored at most this long after they are logged (and at every checkpoint)
-Writer = Callable[[Path], None]
 
 
 def open_store(uri: str) -> MlflowClient:
@@ -96,13 +97,6 @@ def ensure_experiment(client, name: str, location: str | None) -> str:
         if key not in exp.tags:
             client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
-
-
-def write_atomically(path: Path, writer: Writer) -> None:
-    """``writer`` writes a temporary file beside ``path``, which then replaces ``path`` in one step."""
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    writer(tmp)
-    os.replace(tmp, path)
 
 
 class Recorder(Logger):
@@ -238,6 +232,20 @@ class Recorder(Logger):
                     self._client.log_artifact(self._run_id, str(path), artifact_path=artifact_path)
         return paths
 
+    def log_dataset(self, summary: Mapping[str, str], context: str = "training") -> None:
+        """The run's data as an MLflow dataset input (name, digest, split sizes): the UI's "Datasets used"."""
+        if self._run_id is None:
+            return
+        with shielded():
+            self._client.log_inputs(self._run_id, datasets=[dataset_input(summary, context)])
+
+    def log_model(self, model, input_example, name: str = KNEE_MODEL) -> str | None:
+        """``model`` (an ``nn.Module``, its zeros kept) logged to the run with ``mlflow.pytorch.log_model``;
+        returns its ``runs:/`` URI, which ``mlflow.pytorch.load_model`` and the model registry take."""
+        if self._run_id is None:
+            return None
+        return log_model_to_run(self.uri, self._run_id, model, name, input_example)
+
     def close(self, status: str, reason: str | None = None) -> None:
         """End the run FINISHED, KILLED or FAILED; ``reason`` (one line) goes to the ``ggevo.failure`` tag."""
         if self._run_id is None or self.closed is not None:
@@ -302,3 +310,64 @@ def add_to_run(uri: str, run_id: str, metrics: Mapping[str, float] | None = None
             client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         for path in files:
             client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def dataset_input(summary: Mapping[str, str], context: str = "training"):
+    """An MLflow ``DatasetInput`` from a data module's ``summary()``: its name, content digest, where it
+    came from and its split sizes (the profile)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    profile = {k: summary[k] for k in ("splits", "features", "normalize", "test_split") if k in summary}
+    dataset = Dataset(name=str(summary.get("name", "data")), digest=str(summary.get("data_sha1", ""))[:36],
+                      source_type="local", source=json.dumps({"source": str(summary.get("source", ""))}),
+                      profile=json.dumps(profile))
+    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", context)])
+
+
+def log_model_to_run(uri: str, run_id: str, model, name: str, input_example, **kwargs) -> str:
+    """``mlflow.pytorch.log_model`` of ``model`` into run ``run_id`` (pickled module, ``input_example`` and the
+    signature inferred from it), the run's status left as it was; returns the logged model's URI."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    client = open_store(uri)
+    status = client.get_run(run_id).info.status
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    quiet = logging.getLogger("mlflow.pytorch")  # its warning that pickle runs code on loading: chosen, so that
+    level, quiet.level = quiet.level, logging.ERROR  # load_model gives back the nn.Module itself
+    try:
+        with shielded(), mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(model, name=name, input_example=input_example,
+                                            serialization_format="pickle",
+                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ggevo"],
+                                            **kwargs)
+    finally:
+        quiet.level = level
+        mlflow.set_tracking_uri(previous)
+        with shielded():
+            if status == "RUNNING":
+                client.update_run(run_id, status="RUNNING")
+            else:
+                client.set_terminated(run_id, status)
+    return info.model_uri
+
+
+def register_model(uri: str, model_uri: str, name: str, alias: str, tags: Mapping[str, str]) -> str:
+    """A new version of the registered model ``name`` from ``model_uri``, with ``alias`` and ``tags``;
+    returns the version."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with shielded():
+            version = mlflow.register_model(model_uri, name).version
+            client = open_store(uri)
+            client.set_registered_model_alias(name, alias, version)
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version, key, value)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return str(version)

@@ -40,6 +40,7 @@ from ggevo.pipeline.plotting import new_figure, save_figure
 from ggevo.pipeline.reconstructions import comparison_plot
 from ggevo.pipeline.recorder import RUN_JSON
 from ggevo.pipeline.sweep_record import CONNECTIONS, RECONSTRUCTIONS, Job, SweepRecord, group_jobs, read_record
+from ggevo.pipeline.files import write_json, write_text
 
 COLUMNS = {
     "final/hypervolume": "final hypervolume",
@@ -212,20 +213,20 @@ def report_sweep(record: SweepRecord, out: Path) -> Path:
     sweep = f"sweep {record.parent_run_id[:8]}, " if record.parent_run_id else ""
     title = f"{record.preset} ({sweep}{len(record.jobs)} runs)"
     table = folder / "table.md"
-    table.write_text(markdown_table(table_rows(groups), title))
+    write_text(table, markdown_table(table_rows(groups), title))
     plot_hypervolume(groups, folder / "hypervolume.png", title)
     plot_fronts(groups, folder / "fronts.png", title)
     plot_loss_by_evaluations(groups, folder / "loss_by_evaluations.png", title)
     if any("downstream/test_accuracy_mean" in j.metrics for j in record.jobs):
-        (folder / "downstream.md").write_text(
-            markdown_table(table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
-                           "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
+        write_text(folder / "downstream.md", markdown_table(
+            table_rows(groups, DOWNSTREAM), f"{title}: downstream accuracy (encoder + softmax, "
+            "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     fronts = front_csvs(groups)
     write_fronts_csv(folder / "fronts.csv", fronts)
     metrics = {label(g): [j.metrics for j in jobs] for g, jobs in groups.items()}
-    (folder / "headline.json").write_text(json.dumps(headline(fronts, metrics), indent=2) + "\n")
+    write_json(folder / "headline.json", headline(fronts, metrics))
     if "optimizer" in record.swept:
-        (folder / "budgets.md").write_text(budget_table(fronts, title))
+        write_text(folder / "budgets.md", budget_table(fronts, title))
         plot_connections(groups, folder / "connections.png", title)
         plot_reconstructions(groups, folder / "reconstructions.png", title)
     return table
@@ -244,7 +245,7 @@ def report_run(run_folder: Path, out: Path, preset: str | None = None) -> Path:
     groups = {(("run", run),): [job]}
     folder = out / preset
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.md").write_text(markdown_table(table_rows(groups), f"{preset} (run {run})"))
+    write_text(folder / "summary.md", markdown_table(table_rows(groups), f"{preset} (run {run})"))
     plot_hypervolume(groups, folder / "hypervolume.png", f"{preset}: hypervolume by generation")
     return folder / "summary.md"
 

@@ -4,15 +4,17 @@ by the recorder (``RunResult.files``)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ggevo.ea.finetune import masked_adam
+from ggevo.ea.flat import FlatParams
 from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
 from ggevo.pipeline.downstream import FineTune, downstream_record
@@ -35,6 +37,7 @@ class RunResult:
     downstream: dict | None = None
     extra_files: dict = field(default_factory=dict)
     selected_on: str = "minibatch loss"  # what F[:, 1] is: the training minibatch's loss, or a held-out score
+    knee_module: nn.Module | None = None  # the model holding the knee's weights, its zeros kept (MLflow's logged model)
 
     def files(self, cfg: DictConfig, run_id: str | None) -> dict:
         """``name -> writer(path)`` of every file of the run folder, in the order they are stored."""
@@ -111,9 +114,11 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
     metrics["final/duplicates_removed"] = float(int(finite.sum()) - len(X))
     k = int(table["knee"].argmax())
     knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
+    knee_module = copy.deepcopy(module.model).cpu().eval()
+    FlatParams(knee_module).load_(X[k].cpu())
     result = RunResult(X, F, table, metrics, knee_state, module.first_front,
                        title=f"{module.model.__class__.__name__}, step {step}",
-                       selected_on=selected_on(module))
+                       selected_on=selected_on(module), knee_module=knee_module)
     if module.task == "reconstruction":  # the yardstick: the mean image, and pictures of the front
         found, writers = autoencoder_record(module.evaluator.flat, X, table, data, result.title)
         metrics.update(found)
@@ -130,3 +135,10 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
                                                      list(range(d.seeds)), recipe)
         metrics.update(found)
     return result
+
+
+def input_example(data):
+    """Two inputs of the validation split (else the training split) as a numpy array: the input example
+    of a logged model, from which MLflow infers its signature."""
+    split = "val" if len(data.splits["val"][1]) else "train"
+    return data.batches(split)[0][0][:2].cpu().numpy()

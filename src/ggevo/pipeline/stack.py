@@ -31,6 +31,7 @@ from ggevo.pipeline.store import check_store, tracking_uri
 from ggevo.pipeline.tracking import sweep_parent
 from ggevo.pipeline.train import is_evolutionary, run_dir, train
 from ggevo.pipeline.validate import ConfigError, validate
+from ggevo.pipeline.files import write_json
 
 _KEPT = ("final/hypervolume", "final/train_loss_best", "final/density_at_best", "wall_time_s")
 
@@ -155,7 +156,7 @@ def train_stack(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> 
     check_store(cfg)
     parent = _parent_run(cfg, progress, widths)
     uri = tracking_uri(cfg)
-    save = lambda: (out / "stack.json").write_text(json.dumps(progress, indent=2) + "\n")  # noqa: E731
+    save = lambda: write_json(out / "stack.json", progress)  # noqa: E731
     save()
     previous = [str(out / done["passed_up"]) for done in progress["layers"]]
     for done in progress["layers"]:

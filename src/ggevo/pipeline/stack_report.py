@@ -9,6 +9,7 @@ import torch
 from ggevo.models.stacked import load_encoders
 from ggevo.pipeline.artifacts import read_front_csv
 from ggevo.pipeline.plotting import plt
+from ggevo.pipeline.files import save_torch, write_text
 
 
 def stack_plot(path: Path, out: Path, progress: dict) -> None:
@@ -47,7 +48,7 @@ def stack_table(path: Path, progress: dict, title: str) -> None:
                      f"| {d['input_variance']:.5f} | {d['unexplained_variance']:.1%} | {accuracy} "
                      f"| {d['final/hypervolume']:.4f} | {d['final/train_loss_best']:.5f} "
                      f"({d['final/density_at_best']:.3f}) | {d['wall_time_s']:.0f} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def save_stack_model(path: Path, out: Path, progress: dict) -> None:
@@ -58,5 +59,5 @@ def save_stack_model(path: Path, out: Path, progress: dict) -> None:
     state = {k: v for k, v in top.items() if not k.startswith("frozen_")}
     for i, (w, b) in enumerate(load_encoders(files)[:-1]):
         state[f"frozen_weight_{i}"], state[f"frozen_bias_{i}"] = w, b
-    torch.save({"state_dict": state, "widths": progress["widths"], "select": progress["select"],
-                "density_per_layer": [done["density"] for done in progress["layers"]]}, path)
+    save_torch(path, {"state_dict": state, "widths": progress["widths"], "select": progress["select"],
+                      "density_per_layer": [done["density"] for done in progress["layers"]]})

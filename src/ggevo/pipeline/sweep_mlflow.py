@@ -18,7 +18,8 @@ from mlflow.entities import Run
 
 from ggevo.lit.status import STATUS_KEYS
 from ggevo.pipeline.history import HISTORY, History, write_history_csv
-from ggevo.pipeline.recorder import RUN_JSON, Writer, write_atomically
+from ggevo.pipeline.files import Writer, write_atomically
+from ggevo.pipeline.recorder import RUN_JSON
 from ggevo.pipeline.sweep_record import (CONNECTIONS, DOWNSTREAM, FRONT, METRICS, RECONSTRUCTIONS, JobSource,
                                          write_connections, write_record)
 
@@ -52,7 +53,7 @@ def metric_history(client: Client, run: Run) -> History:
 
 
 def write_json(path: Path, *, value) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    path.write_text(json.dumps(value, indent=2) + "\n")  # a writer for write_atomically
 
 
 def _artifact(path: Path, *, client: Client, run_id: str, name: str, downloads: Path) -> None:

@@ -36,7 +36,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ggevo.pipeline.artifacts import read_front_csv
 from ggevo.pipeline.connections import first_layer, pack_mask
 from ggevo.pipeline.history import HISTORY, History, read_history_csv
-from ggevo.pipeline.recorder import RUN_JSON, Writer, write_atomically
+from ggevo.pipeline.files import Writer, write_atomically
+from ggevo.pipeline.recorder import RUN_JSON
 
 INDEX = "sweep.json"
 METRICS, FRONT, DOWNSTREAM = "metrics.json", "front.csv", "downstream.json"

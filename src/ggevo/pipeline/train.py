@@ -25,7 +25,7 @@ from ggevo.pipeline.interrupts import Interrupts, RunKilled
 from ggevo.pipeline.numerics import apply_numerics_setting
 from ggevo.pipeline.paths import project_root, rooted
 from ggevo.pipeline.recorder import Recorder, failure_reason
-from ggevo.pipeline.results import run_result
+from ggevo.pipeline.results import input_example, run_result
 from ggevo.pipeline.tracking import flatten_config, run_tags
 from ggevo.pipeline.validate import ConfigError, evolves_population, validate
 
@@ -126,7 +126,9 @@ def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resu
             tags = run_tags(cfg) | run_folder_tags(out) | {"numerics.flush_denormal": str(flushing).lower()}
             recorder.open(flatten_config(cfg), tags, run_id=resume.run_id if resume else None)
             if resume is None and callable(getattr(data, "summary", None)):  # splits, normalisation, hashes
-                recorder.set_tags({f"data.{k}": v for k, v in data.summary().items()})
+                summary = data.summary()
+                recorder.set_tags({f"data.{k}": v for k, v in summary.items()})
+                recorder.log_dataset(summary)
             print(f"MLflow run {recorder.run_id} in experiment '{recorder.experiment_name}' at {recorder.uri}")
             return _fit_and_record(cfg, module, data, trainer, recorder, clock, resume, interrupts, out)
         except RunKilled:
@@ -156,6 +158,8 @@ def _fit_and_record(cfg: DictConfig, module, data, trainer: pl.Trainer, recorder
         recorder.log_metrics(result.metrics, step=trainer.global_step)
         recorder.set_tags(module.evaluator.tags())  # which evaluation strategy ran, and why
         recorder.write(result.files(cfg, recorder.run_id))
+        if cfg.logger.get("log_model", True):
+            recorder.log_model(result.knee_module, input_example(data))
         killed = killed or interrupts.received is not None
         recorder.close("KILLED" if killed else "FINISHED", "interrupted" if killed else None)
     m = result.metrics
