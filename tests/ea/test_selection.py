@@ -2,9 +2,10 @@
 
 import math
 
+import pytest
 import torch
 
-from ggevo.ea.front import best_under_density, first_front, hypervolume, knee
+from ggevo.ea.front import best_under_density, first_front, hypervolume, knee, within
 from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
 
 F5 = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [1.0, 1.0]])
@@ -74,3 +75,20 @@ def test_knee_and_density_budget():
     assert knee(F[2:]) == 1
     assert best_under_density(F, 0.5) == 2
     assert best_under_density(F, -0.1) is None
+
+
+def test_one_budget_rule_for_every_consumer():
+    """A member pruned to "0.02" of 393,284 weights (0.0200008) is within the budget 0.02 for --select, the
+    final metrics, the test metrics and the tables alike; one at 0.0201 is not."""
+    from ggevo.pipeline.artifacts import choose_member, final_metrics
+    from ggevo.pipeline.budget_table import rows_within
+
+    F = torch.tensor([[0.0200008, 0.3], [0.0201, 0.1], [1.0, 0.05]], dtype=torch.float64)
+    assert within(0.0200008, 0.02) and not within(0.0201, 0.02)
+    assert best_under_density(F, 0.02) == 0
+    table = {"density": F[:, 0].tolist(), "train_loss": F[:, 1].tolist(), "knee": [0, 0, 1]}
+    assert choose_member(table, "density<=0.02") == 0
+    assert rows_within(table, 0.02) == [0]
+    metrics = final_metrics({k: torch.tensor(v, dtype=torch.float64) for k, v in table.items()}
+                            | {"val_loss": F[:, 1], "minibatch_loss": F[:, 1]}, (1.1, 1.0))
+    assert metrics["final/train_loss_at_density_0.02"] == pytest.approx(0.3)

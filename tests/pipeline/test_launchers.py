@@ -18,6 +18,10 @@ from ggevo.pipeline.recorder import ensure_experiment
 from ggevo.pipeline.tracking import EXPERIMENT_KIND, PARENT_ENV
 from tests.conftest import ROOT
 
+# The launchers come with the team extra (pip install -e ".[team]"), which the fast suite runs without: the
+# tests that need one are slow tests (CI runs them after installing it) and skip where it is missing.
+RAY_LAUNCHER, SUBMITIT_LAUNCHER = "hydra_plugins.hydra_ray_launcher", "hydra_plugins.hydra_submitit_launcher"
+
 
 def _sweep_config(tmp_path, launcher: str, *overrides: str):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -33,7 +37,9 @@ def _open_sweep(cfg, monkeypatch) -> MlflowSweepCallback:
     return callback
 
 
+@pytest.mark.slow
 def test_ray_cluster_config_connects_to_a_running_cluster(tmp_path):
+    pytest.importorskip(RAY_LAUNCHER)
     init = _sweep_config(tmp_path, "ray_cluster").hydra.launcher.ray.init
     assert init.address == "auto"
     # hydra-ray-launcher does init.setdefault("object_store_memory", 75 MB), which Ray refuses when
@@ -42,7 +48,9 @@ def test_ray_cluster_config_connects_to_a_running_cluster(tmp_path):
     assert init.object_store_memory is None
 
 
+@pytest.mark.slow
 def test_ray_jobs_get_uri_parent_and_root_in_their_runtime_env(tmp_path, monkeypatch):
+    pytest.importorskip(RAY_LAUNCHER)
     cfg = _sweep_config(tmp_path, "ray_cluster", "+hydra.launcher.ray.remote.runtime_env.env_vars.KEEP=me")
     callback = _open_sweep(cfg, monkeypatch)
     launcher = instantiate(cfg.hydra.launcher)  # what the launcher hands to ray.remote
@@ -54,7 +62,9 @@ def test_ray_jobs_get_uri_parent_and_root_in_their_runtime_env(tmp_path, monkeyp
     assert run.data.tags["ggevo.role"] == "sweep"
 
 
+@pytest.mark.slow
 def test_slurm_jobs_export_uri_parent_and_root_in_their_sbatch_script(tmp_path, monkeypatch):
+    pytest.importorskip(SUBMITIT_LAUNCHER)
     from submitit.slurm.slurm import _make_sbatch_string
 
     cfg = _sweep_config(tmp_path, "slurm", "hydra.launcher.partition=cpu")

@@ -3,7 +3,8 @@
 
 All members are tuned at once: each step scores the whole set (k×D) on one minibatch with the
 population evaluator (k gradient evaluations) and applies Adam's update only where the member's
-entry is nonzero, so each member keeps its density exactly.
+entry is nonzero, so each member keeps its density exactly. The step is local search's
+(``operators.lamarck.masked_adam_step``): one masked-Adam kernel for both.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
+
+from ggevo.ea.operators.lamarck import Moments, masked_adam_step
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -31,20 +34,11 @@ def masked_adam(
     Returns a new tensor; rows whose loss turns non-finite are left as they were."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"finetune: need steps >= 0 and lr > 0, got {steps} and {lr}")
-    keep = (X != 0).to(X.dtype)
-    X = X.clone()
-    m = torch.zeros_like(X)
-    v = torch.zeros_like(X)
-    b1, b2 = betas
-    for t in range(1, steps + 1):
+    moments = Moments.zeros(X)
+    for _ in range(steps):
         loss, grad = next(evaluations)(X)
-        row_ok = torch.isfinite(loss).to(X.dtype).unsqueeze(1)
-        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(keep).mul_(row_ok)
-        m.mul_(b1).add_(grad, alpha=1 - b1)
-        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = v.div(1 - b2**t).sqrt_().add_(eps)
-        # in place where it can be: two k×D temporaries a step, not ten
-        X.addcdiv_(m.mul(row_ok), denom, value=-lr / (1 - b1**t)).mul_(keep)
-        if lower is not None:
-            X.clamp_(lower, upper)
+        ok = torch.isfinite(loss)
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        X, *moments = masked_adam_step(X, grad, *moments, lr=lr, active=ok, betas=betas, eps=eps,
+                                       lower=lower, upper=upper)
     return X

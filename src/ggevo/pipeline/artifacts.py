@@ -6,10 +6,11 @@ import csv
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from ggevo.data.datamodule import ArrayDataModule
 from ggevo.ea.evaluate import PopulationEvaluator, dataset_losses
-from ggevo.ea.front import best_under_density, hypervolume, knee
+from ggevo.ea.front import BUDGETS, best_under_density, hypervolume, knee, within
 from ggevo.lit.tasks import extra_scores
 from ggevo.pipeline.plotting import new_figure, save_figure
 from ggevo.pipeline.validate import ConfigError
@@ -18,9 +19,6 @@ COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 # written after COLUMNS when the task has them
 OPTIONAL = ("train_accuracy", "val_accuracy", "train_explained_variance", "val_explained_variance",
             "test_loss", "test_accuracy", "test_explained_variance")
-DENSITY_BUDGETS = (0.02, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5)
-# a member counts at a density budget up to 0.1% above it: pruning 393,284 weights to "0.02" leaves 0.0200008
-BUDGET_TOLERANCE = 1e-3
 
 
 def split_scores(evaluator: PopulationEvaluator, X: torch.Tensor, data: ArrayDataModule, split: str,
@@ -99,8 +97,8 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
         "density_knee": float(table["density"][k]),
         "front_size": float(len(F)),
     }
-    for budget in DENSITY_BUDGETS:
-        ok = table["density"] <= budget * (1 + BUDGET_TOLERANCE)
+    for budget in BUDGETS:
+        ok = within(table["density"], budget)
         if ok.any():
             metrics[f"train_loss_at_density_{budget}"] = float(table["train_loss"][ok].min())
     if "val_accuracy" in table:
@@ -109,8 +107,8 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
         metrics["density_at_best_accuracy"] = float(table["density"][int(acc.argmax())])
         metrics["val_accuracy_knee"] = float(acc[k])
         metrics["val_accuracy_dense_end"] = float(acc[int(table["density"].argmax())])
-        for budget in DENSITY_BUDGETS:
-            ok = table["density"] <= budget * (1 + BUDGET_TOLERANCE)
+        for budget in BUDGETS:
+            ok = within(table["density"], budget)
             if ok.any():
                 metrics[f"val_accuracy_at_density_{budget}"] = float(acc[ok].max())
     return {prefix + k: v for k, v in metrics.items()}
@@ -136,3 +134,14 @@ def choose_member(table: dict[str, list[float]] | dict[str, torch.Tensor], rule:
                 raise ConfigError(f"select: no front member has density ≤ {budget} (sparsest: {float(density.min()):.3g})")
             return i
     raise ConfigError(f"select: must be knee, best or density<=B (B a fraction), got {rule!r}")
+
+
+def read_run(run_dir: Path) -> tuple[DictConfig, dict, dict[str, list[float]]]:
+    """``(config, front.pt, front.csv table)`` of the finished run in ``run_dir`` (one line naming the
+    missing file otherwise)."""
+    for name in ("config.yaml", "front.pt", "front.csv"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    front = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False)
+    return cfg, front, read_front_csv(run_dir / "front.csv")

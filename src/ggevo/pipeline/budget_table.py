@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import statistics
 
-from ggevo.pipeline.artifacts import BUDGET_TOLERANCE as TOLERANCE
+from ggevo.ea.front import BUDGETS, within
 
-BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5)
 PLUS, BASELINE = "optimizer=gemonn_plus", "optimizer=imp"
 
 Front = dict[str, list[float]]
 
 
 def rows_within(front: Front, budget: float) -> list[int]:
-    """The rows of a front whose density is at most ``budget`` (within ``TOLERANCE``)."""
-    return [i for i, d in enumerate(front["density"]) if d <= budget * (1 + TOLERANCE)]
+    """The rows of a front within the density ``budget`` (``ea.front.within``)."""
+    return [i for i, d in enumerate(front["density"]) if within(d, budget)]
 
 
 def best_at(front: Front, budget: float) -> float | None:
-    """Lowest train loss of a front's members of density ≤ ``budget`` (within ``TOLERANCE``), or None."""
+    """Lowest train loss of a front's members of density within ``budget``, or None."""
     losses = [front["train_loss"][i] for i in rows_within(front, budget)]
     return min(losses) if losses else None
 

@@ -11,25 +11,22 @@ import csv
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from ggevo.cli import USER_ERRORS, fail
-from ggevo.pipeline.artifacts import DENSITY_BUDGETS, choose_member, read_front_csv, split_scores
+from ggevo.ea.front import BUDGETS, within
+from ggevo.pipeline.artifacts import choose_member, read_front_csv, read_run, split_scores
 from ggevo.pipeline.build import build
 from ggevo.pipeline.downstream import FineTune, downstream_record
 from ggevo.pipeline.recorder import add_to_run
 from ggevo.pipeline.store import tracking_uri
-from ggevo.pipeline.files import write_json
+from ggevo.pipeline.files import write_atomically, write_json
 
 
 def load_run(run_dir: Path):
     """``(cfg, module, data, front)`` of the finished run in ``run_dir``; ``front`` holds ``X``, ``F``."""
-    for name in ("config.yaml", "front.pt", "front.csv"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg, front, _ = read_run(run_dir)
     module, data = build(cfg)
-    return cfg, module, data, torch.load(run_dir / "front.pt", weights_only=False)
+    return cfg, module, data, front
 
 
 def _log(cfg, front: dict, metrics: dict[str, float], *artifacts: Path) -> None:
@@ -45,10 +42,13 @@ def evaluate_run(run_dir: Path) -> dict[str, float]:
     table = read_front_csv(run_dir / "front.csv")
     columns = {"density": table["density"], "train_loss": table["train_loss"], "val_loss": table["val_loss"],
                **{f"test_{k}": v.tolist() for k, v in test.items()}, "knee": table["knee"]}
-    with open(run_dir / "evaluation.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        w.writerows([f"{v:.8g}" for v in row] for row in zip(*columns.values()))
+    def write_csv(path: Path) -> None:
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            w.writerows([f"{v:.8g}" for v in row] for row in zip(*columns.values()))
+
+    write_atomically(run_dir / "evaluation.csv", write_csv)
     k = choose_member(table, "knee")
     density = torch.tensor(table["density"], dtype=torch.float64)
     metrics = {}
@@ -57,8 +57,8 @@ def evaluate_run(run_dir: Path) -> dict[str, float]:
         pick = values.argmax() if name == "accuracy" else values.argmin()
         metrics[f"test/{name}_best"] = float(values[pick])
         metrics[f"test/density_at_best_{name}"] = float(density[int(pick)])
-        for budget in DENSITY_BUDGETS:
-            ok = density <= budget
+        for budget in BUDGETS:
+            ok = within(density, budget)
             if ok.any():
                 metrics[f"test/{name}_at_density_{budget}"] = float(
                     values[ok].max() if name == "accuracy" else values[ok].min())

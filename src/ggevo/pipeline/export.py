@@ -26,7 +26,7 @@ from torch import nn
 
 from ggevo.cli import USER_ERRORS, fail
 from ggevo.ea.flat import FlatParams
-from ggevo.pipeline.artifacts import choose_member, read_front_csv
+from ggevo.pipeline.artifacts import choose_member, read_run
 from ggevo.pipeline.build import build_model
 from ggevo.pipeline.recorder import add_to_run, log_model_to_run, register_model
 from ggevo.pipeline.store import tracking_uri
@@ -49,12 +49,7 @@ def load_exported(path: Path | str) -> nn.Module:
 
 def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) -> dict:
     """Export the member ``select`` picks (``knee``, ``best``, ``density<=B``); returns the sidecar record."""
-    for name in ("config.yaml", "front.pt", "front.csv"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    front = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False)
-    table = read_front_csv(run_dir / "front.csv")
+    cfg, front, table = read_run(run_dir)
     i = choose_member(table, select)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     task = model_cfg.pop("task", "reconstruction")
@@ -86,8 +81,8 @@ def register_member(run_dir: Path, name: str, select: str = "knee", alias: str =
 
     record = export_member(run_dir, select, out)
     out = out or run_dir / "export"
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    run_id = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False).get("mlflow_run_id")
+    cfg, front, _ = read_run(run_dir)
+    run_id = front.get("mlflow_run_id")
     if not run_id:
         raise ConfigError(f"--register: {run_dir} was not recorded in MLflow (front.pt names no run): nothing to attach "
                           f"the model to")

@@ -1,8 +1,10 @@
-"""Where a run's files go: everything is rooted at the project, absolute, so DVC copies and sweeps agree."""
+"""Where the configs come from and where a run's files go: everything is rooted at the project, absolute,
+so DVC copies and sweeps agree; outside a clone the project is the working directory."""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]
@@ -24,10 +26,30 @@ def project_root() -> Path:
 
 
 def config_dir() -> Path:
-    path = Path(os.environ.get("GGEVO_CONF", project_root() / "conf"))
-    if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"no config.yaml in {path}: run from the project folder or set GGEVO_CONF")
-    return path.resolve()
+    """The Hydra config folder: ``$GGEVO_CONF`` if set; else ``conf/`` of the project root when it has one,
+    as a clone does, so edits there take effect; else the configs installed with the package
+    (``ggevo.conf``, which pyproject.toml maps from ``conf/``). ``--config-dir DIR`` on the command line
+    puts a folder of the user's own on Hydra's search path after whichever this is."""
+    if os.environ.get("GGEVO_CONF"):
+        path = Path(os.environ["GGEVO_CONF"])
+        if not (path / "config.yaml").is_file():
+            raise FileNotFoundError(f"no config.yaml in {path} (GGEVO_CONF)")
+        return path.resolve()
+    project = project_root() / "conf"
+    for path in (project, packaged_config_dir()):
+        if path is not None and (path / "config.yaml").is_file():
+            return path.resolve()
+    raise FileNotFoundError(f"no config.yaml in {project} nor in the installed package (ggevo.conf): run from the "
+                            "project folder, reinstall ggevo or set GGEVO_CONF")
+
+
+def packaged_config_dir() -> Path | None:
+    """The folder of the configs installed with the package, ``ggevo/conf`` (an editable install maps it to
+    the clone's ``conf/``); None in an install made before they shipped with it."""
+    try:
+        return Path(str(resources.files("ggevo.conf")))
+    except ModuleNotFoundError:
+        return None
 
 
 def rooted(path: str | os.PathLike) -> Path:

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ggevo.ea.flat import FlatParams  # noqa: E402
+from ggevo.ea.front import within  # noqa: E402
 from ggevo.pipeline.connections import image_side  # noqa: E402
 
 SHOWN = 8      # validation digits in the picture
@@ -119,11 +120,11 @@ def autoencoder_record(flat: FlatParams, X: torch.Tensor, table: dict[str, torch
 
 def comparison_plot(path: Path, records: dict[str, dict], title: str, budget: float = 0.1) -> None:
     """One row per method (label → its ``reconstructions.pt`` record): the member of lowest train loss
-    at density ≤ ``budget`` among those recorded, else its sparsest, on the same validation digits."""
+    within the density ``budget`` among those recorded, else its sparsest, on the same validation digits."""
     rows, images = {}, None
     for name, record in records.items():
         density, loss = record["density"].double(), record["train_loss"].double()
-        ok = density <= budget
+        ok = within(density, budget)
         i = int(torch.where(ok, loss, torch.inf).argmin()) if ok.any() else int(density.argmin())
         rows[name] = (record["outputs"][i], f"density {float(density[i]):.3f}, MSE {float(loss[i]):.4f}")
         images = record["images"] if images is None else images

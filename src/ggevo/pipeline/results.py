@@ -4,7 +4,6 @@ by the recorder (``RunResult.files``)."""
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +16,7 @@ from ggevo.ea.finetune import masked_adam
 from ggevo.ea.flat import FlatParams
 from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.artifacts import final_metrics, front_table, pareto_plot, write_front_csv
+from ggevo.pipeline.build import build_model
 from ggevo.pipeline.downstream import FineTune, downstream_record
 from ggevo.pipeline.reconstructions import autoencoder_record
 
@@ -114,7 +114,7 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
     metrics["final/duplicates_removed"] = float(int(finite.sum()) - len(X))
     k = int(table["knee"].argmax())
     knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
-    knee_module = copy.deepcopy(module.model).cpu().eval()
+    knee_module = build_model(OmegaConf.to_container(cfg.model, resolve=True)).eval()  # a fresh copy of the model
     FlatParams(knee_module).load_(X[k].cpu())
     result = RunResult(X, F, table, metrics, knee_state, module.first_front,
                        title=f"{module.model.__class__.__name__}, step {step}",
