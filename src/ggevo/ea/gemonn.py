@@ -8,38 +8,26 @@ The whole run state (population ``X`` n×D, objectives ``F`` n×2 = (density, lo
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
 from ggevo.ea.compiling import (
-    compile_available,
     maybe_compiled,
     replace_rows_,
     row_density,
     row_density_and_finite,
 )
-from ggevo.ea.init import INIT_SCHEMES, initial_population
+from ggevo.ea.gemonn_options import gemonn_options
+from ggevo.ea.init import initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.trunk import branch_, prune_trunk_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
-from ggevo.ea.population import PopulationOptimizer
+from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer
 from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
-
-Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-Closure = Callable[[], Evaluate]
-CROSSOVERS = ("grad_sbx", "sbx")
-MUTATIONS = ("zero", "polynomial", "magnitude")
-TRUNK_PRUNES = ("oneshot", "gradual")
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ValueError(f"optimizer.{key}: {message}")
 
 
 class GEMONN(PopulationOptimizer):
@@ -49,35 +37,8 @@ class GEMONN(PopulationOptimizer):
     arguments (Lightning calls it so); it returns ``evaluate``, where ``evaluate(X)`` gives the
     losses (n,) and gradients (n×D) of the rows of ``X`` on this generation's minibatch.
 
-    Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithful method;
-    ``optimizer=gemonn_plus`` turns them on): ``local_search_lr`` > 0 gives every evaluated
-    individual one masked Adam step from the gradient its evaluation gave, with moments that
-    travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
-    ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
-    child's smallest weights; ``crossover_rate`` < 1 copies some pairs unchanged; ``offspring``
-    sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
-    dense networks are not lost to sparse ones before either has learnt anything. ``trunk``
-    generations before those train the densest initial network alone (one evaluation each); then
-    every other network restarts as that one, magnitude-pruned to its own initial density, with
-    its moments: the population branches from one well-trained network, as iterative magnitude
-    pruning's stages do from its dense run. ``density_floor`` makes selection (tournaments and
-    survival) see a density below the floor as the floor itself: a network sparser than it is worth
-    no more than one at it, so the sparsest members compete on loss alone instead of pruning
-    themselves towards nothing, and the population stays spread over the densities above it. The
-    front reported keeps the true densities. ``lr_density_exponent`` p gives each network the step
-    size ``local_search_lr · density^(−p)``: a sparse network moves further per step (with p = ½ its
-    output changes by about as much per step as a dense one's, for uncorrelated updates), so one step
-    size no longer has to suit both ends of the front. ``trunk_prune: gradual`` prunes the trunk as it
-    trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the first
-    ``trunk_prune_start`` of the trunk, then its density falls along the cubic schedule to the sparsest
-    row's, its mask updated 100 times; each other row branches off when the trunk
-    passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
-    sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
-    row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_floor`` stops magnitude mutation there: a child
-    keeps at least that density (all of it, if its parent is already there), so the sparse end of the
-    front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
-    objectives equal another network's (a copy, such as the child of a parent already at the floor)
-    survive only into places the distinct networks leave.
+    Beyond the paper, options each off by default (so ``optimizer=gemonn`` stays the faithful
+    method; ``optimizer=gemonn_plus`` turns them on): what each does is in ``ea.gemonn_options``.
     """
 
     def __init__(
@@ -117,101 +78,16 @@ class GEMONN(PopulationOptimizer):
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
     ):
-        _check(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
-               f"must be an even integer ≥ 2, got {pop_size!r}")
-        _check(eta >= 0, "eta", f"must be non-negative, got {eta}")
-        _check(crossover in CROSSOVERS, "crossover", f"must be one of {CROSSOVERS}, got {crossover!r}")
-        _check(0.0 <= sparsity_preservation <= 1.0, "sparsity_preservation",
-               f"must be a probability in [0, 1], got {sparsity_preservation}")
-        _check(mutation in MUTATIONS, "mutation", f"must be one of {MUTATIONS}, got {mutation!r}")
-        _check(mutation_eta >= 0, "mutation_eta", f"must be non-negative, got {mutation_eta}")
-        _check(mutation_rate is None or 0.0 <= mutation_rate <= 1.0, "mutation_rate",
-               f"must be null or a probability, got {mutation_rate}")
-        _check(init in INIT_SCHEMES, "init", f"must be one of {INIT_SCHEMES}, got {init!r}")
-        _check(weight_bound > 0 and bias_bound > 0, "weight_bound", "bounds must be positive")
-        _check(len(hv_ref) == 2, "hv_ref", f"must be two numbers (density, loss), got {hv_ref!r}")
-        _check(compile in (True, False, "auto"), "compile", f"must be true, false or auto, got {compile!r}")
-        _check(offspring is None or (isinstance(offspring, int) and offspring >= 2 and offspring % 2 == 0),
-               "offspring", f"must be null (= pop_size) or an even integer ≥ 2, got {offspring!r}")
-        _check(0.0 <= crossover_rate <= 1.0, "crossover_rate", f"must be a probability, got {crossover_rate}")
-        _check(min_density is None or 0.0 < min_density <= 1.0, "min_density",
-               f"must be null or in (0, 1], got {min_density}")
-        _check(0.0 <= prune_probability <= 1.0, "prune_probability", f"must be a probability, got {prune_probability}")
-        _check(0.0 < prune_fraction < 1.0, "prune_fraction", f"must be in (0, 1), got {prune_fraction}")
-        _check(isinstance(warmup, int) and warmup >= 0, "warmup", f"must be a number of generations ≥ 0, got {warmup!r}")
-        _check(warmup == 0 or local_search_lr > 0, "warmup", "needs local search (local_search_lr > 0)")
-        _check(local_search_lr >= 0, "local_search_lr", f"must be ≥ 0 (0 = off), got {local_search_lr}")
-        _check(isinstance(trunk, int) and trunk >= 0, "trunk", f"must be a number of generations ≥ 0, got {trunk!r}")
-        _check(trunk == 0 or (local_search_lr > 0 and reevaluate_parents), "trunk",
-               "needs local search (local_search_lr > 0) and re-scored parents (reevaluate_parents: true)")
-        _check(density_floor is None or 0.0 < density_floor < 1.0, "density_floor",
-               f"must be null (off) or a density in (0, 1), got {density_floor!r}")
-        _check(0.0 <= lr_density_exponent <= 1.0, "lr_density_exponent",
-               f"must be in [0, 1] (0 = one step size for all), got {lr_density_exponent!r}")
-        _check(trunk_prune in TRUNK_PRUNES, "trunk_prune", f"must be one of {TRUNK_PRUNES}, got {trunk_prune!r}")
-        _check(0.0 <= trunk_prune_start < 1.0, "trunk_prune_start",
-               f"must be a fraction of the trunk in [0, 1), got {trunk_prune_start!r}")
-        _check(prune_floor is None or 0.0 < prune_floor < 1.0, "prune_floor",
-               f"must be null (off) or a density in (0, 1), got {prune_floor!r}")
-        defaults = dict(
-            pop_size=pop_size, eta=float(eta), crossover=crossover,
-            sparsity_preservation=float(sparsity_preservation), exchange=bool(exchange), mutation=mutation,
-            mutation_eta=float(mutation_eta), mutation_rate=mutation_rate,
-            reevaluate_parents=bool(reevaluate_parents), init=init, graded_density=bool(graded_density),
-            weight_bound=float(weight_bound), bias_bound=float(bias_bound),
-            hv_ref=tuple(float(v) for v in hv_ref), seed=int(seed),
-            offspring=offspring, crossover_rate=float(crossover_rate), exempt_biases=bool(exempt_biases),
-            min_density=min_density, prune_probability=float(prune_probability),
-            prune_fraction=float(prune_fraction), local_search_lr=float(local_search_lr),
-            inherit_moments=bool(inherit_moments), warmup=int(warmup), trunk=int(trunk),
-            density_floor=None if density_floor is None else float(density_floor),
-            lr_density_exponent=float(lr_density_exponent),
-            trunk_prune=trunk_prune, trunk_prune_start=float(trunk_prune_start),
-            prune_floor=None if prune_floor is None else float(prune_floor),
-            eliminate_duplicates=bool(eliminate_duplicates),
-        )
-        super().__init__(params, defaults)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self._compile = compile
+        options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
+        super().__init__(params, gemonn_options(options), compile=compile)
 
     # ----------------------------------------------------------------- state
     # run_state: X, F, G, generation, evaluations, nonfinite, rng (rank and crowding are
     # recomputed from F where needed); with local search also the moments M, V (n×D) and steps T (n,)
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        for key, value in self.defaults.items():  # a checkpoint from before an option existed
-            self.hp.setdefault(key, value)
-        if self.initialized:
-            rng = self.run_state["rng"]
-            self.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
-
-    def _compiled(self) -> bool:
-        if self._compile == "auto":
-            self._compile = compile_available(self._device())
-        return bool(self._compile)
-
     # ------------------------------------------------------------ evaluation
-    def _fallback(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``fn()``; if a compiled kernel fails (a compiler missing or broken), warn once and go eager."""
-        try:
-            return fn()
-        except Exception as err:
-            if not self._compile:
-                raise
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using eager kernels")
-            self._compile = False
-            return fn()
-
     def _evaluate(self, evaluate: Evaluate, X: torch.Tensor, counts: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Objectives (n×2) and gradients (n×D) of ``X``; non-finite losses become +inf, counted."""
-        loss, grad = evaluate(X)
-        if loss.shape != (X.shape[0],) or grad.shape != X.shape:
-            raise ValueError(f"evaluate returned loss {tuple(loss.shape)} and grad {tuple(grad.shape)} "
-                             f"for a population of {tuple(X.shape)}")
-        loss, grad = loss.detach().to(X.dtype), grad.detach()
-        bad = ~torch.isfinite(loss)
-        counts["nonfinite"] += int(bad.sum())
-        counts["evaluations"] += X.shape[0]
+        loss, grad, bad = self._scored(evaluate, X, counts)
         loss = torch.where(bad, torch.inf, loss)
         # densities and the finite-gradient check share one pass over X and G; only flagged rows are cleaned
         density, finite = self._fallback(lambda: maybe_compiled(row_density_and_finite, self._compiled())(X, grad))

@@ -1,4 +1,6 @@
-"""What every population optimizer shares: its state, box bounds, front, knee and status dict.
+"""What every population optimizer shares: the options both take and their checks, its state, the
+seeded generator, compiled kernels with their eager fallback, the scoring of a population, box
+bounds, front, knee and status dict.
 
 ``GEMONN`` and ``PymooNSGA2`` differ only in how a generation makes and scores offspring; the
 Lightning module, checkpoints and reports read both through this interface.
@@ -6,20 +8,46 @@ Lightning module, checkpoints and reports read both through this interface.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 
 import torch
 
+from ggevo.ea.compiling import compile_available
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import first_front, hypervolume, knee
-from ggevo.ea.init import box_bounds
+from ggevo.ea.init import INIT_SCHEMES, box_bounds
+
+Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Closure = Callable[[], Evaluate]
+
+
+def check_option(ok: bool, key: str, message: str) -> None:
+    """A bad option fails as one line naming its key: ``optimizer.<key>: <message>``."""
+    if not ok:
+        raise ValueError(f"optimizer.{key}: {message}")
+
+
+def check_shared_options(*, pop_size, eta, mutation_eta, mutation_rate, init, weight_bound, bias_bound, hv_ref,
+                         compile) -> None:
+    """The checks of the options every population optimizer takes."""
+    check_option(isinstance(pop_size, int) and pop_size >= 2 and pop_size % 2 == 0, "pop_size",
+                 f"must be an even integer ≥ 2, got {pop_size!r}")
+    check_option(eta >= 0, "eta", f"must be non-negative, got {eta}")
+    check_option(mutation_eta >= 0, "mutation_eta", f"must be non-negative, got {mutation_eta}")
+    check_option(mutation_rate is None or 0.0 <= mutation_rate <= 1.0, "mutation_rate",
+                 f"must be null or a probability, got {mutation_rate}")
+    check_option(init in INIT_SCHEMES, "init", f"must be one of {INIT_SCHEMES}, got {init!r}")
+    check_option(weight_bound > 0 and bias_bound > 0, "weight_bound", "bounds must be positive")
+    check_option(len(hv_ref) == 2, "hv_ref", f"must be two numbers (density, loss), got {hv_ref!r}")
+    check_option(compile in (True, False, "auto"), "compile", f"must be true, false or auto, got {compile!r}")
 
 
 class PopulationOptimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` over one parameter group whose ``state`` holds a population:
     ``X`` (N×D), ``F`` (N×2 = density, loss), ``generation``, ``evaluations``, ``nonfinite``."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], defaults: dict):
+    def __init__(self, params: Iterable[torch.nn.Parameter], defaults: dict, *, compile: bool | str = "auto"):
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError(f"{type(self).__name__} evolves one parameter group")
@@ -27,6 +55,48 @@ class PopulationOptimizer(torch.optim.Optimizer):
         self.layout = ParamLayout([p.shape for p in self.params])
         self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
         self._consistent = True
+        self.generator = torch.Generator().manual_seed(int(defaults["seed"]))
+        self._compile = compile
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for key, value in self.defaults.items():  # a checkpoint from before an option existed
+            self.hp.setdefault(key, value)
+        if "rng" in self.run_state:
+            self.generator.set_state(torch.frombuffer(bytearray(self.run_state["rng"]), dtype=torch.uint8))
+
+    # ------------------------------------------------------------ kernels and scoring
+    def _compiled(self) -> bool:
+        """Whether kernels run compiled: ``compile``, with ``auto`` settled on first use."""
+        if self._compile == "auto":
+            self._compile = compile_available(self._device())
+        return bool(self._compile)
+
+    def _fallback(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``fn()``; if a compiled kernel fails (a compiler missing or broken), warn once and go eager."""
+        try:
+            return fn()
+        except Exception as err:
+            if not self._compile:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using eager kernels")
+            self._compile = False
+            return fn()
+
+    @staticmethod
+    def _scored(evaluate: Evaluate, X: torch.Tensor, counts: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``evaluate(X)`` checked and counted: ``(loss (n,) in X's dtype, grad (n×D), bad (n,) bool)``,
+        ``bad`` marking the non-finite losses (counted in ``counts["nonfinite"]``, the rows in
+        ``counts["evaluations"]``)."""
+        loss, grad = evaluate(X)
+        if loss.shape != (X.shape[0],) or grad.shape != X.shape:
+            raise ValueError(f"evaluate returned loss {tuple(loss.shape)} and grad {tuple(grad.shape)} "
+                             f"for a population of {tuple(X.shape)}")
+        loss, grad = loss.detach().to(X.dtype), grad.detach()
+        bad = ~torch.isfinite(loss)
+        counts["nonfinite"] += int(bad.sum())
+        counts["evaluations"] += X.shape[0]
+        return loss, grad, bad
 
     @property
     def hp(self) -> dict:

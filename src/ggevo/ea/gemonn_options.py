@@ -1,0 +1,109 @@
+"""GEMONN's options: each checked once, as one line naming its key, and stored in its canonical type.
+
+``GEMONN.__init__`` declares them with their defaults (its signature is what the config is checked
+against); this module holds what each may be and how they constrain each other.
+
+Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithful method;
+``optimizer=gemonn_plus`` turns them on): ``local_search_lr`` > 0 gives every evaluated
+individual one masked Adam step from the gradient its evaluation gave, with moments that
+travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
+``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
+child's smallest weights; ``crossover_rate`` < 1 copies some pairs unchanged; ``offspring``
+sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
+dense networks are not lost to sparse ones before either has learnt anything. ``trunk``
+generations before those train the densest initial network alone (one evaluation each); then
+every other network restarts as that one, magnitude-pruned to its own initial density, with
+its moments: the population branches from one well-trained network, as iterative magnitude
+pruning's stages do from its dense run. ``density_floor`` makes selection (tournaments and
+survival) see a density below the floor as the floor itself: a network sparser than it is worth
+no more than one at it, so the sparsest members compete on loss alone instead of pruning
+themselves towards nothing, and the population stays spread over the densities above it. The
+front reported keeps the true densities. ``lr_density_exponent`` p gives each network the step
+size ``local_search_lr · density^(−p)``: a sparse network moves further per step (with p = ½ its
+output changes by about as much per step as a dense one's, for uncorrelated updates), so one step
+size no longer has to suit both ends of the front. ``trunk_prune: gradual`` prunes the trunk as it
+trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the first
+``trunk_prune_start`` of the trunk, then its density falls along the cubic schedule to the sparsest
+row's, its mask updated 100 times; each other row branches off when the trunk
+passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
+sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
+row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_floor`` stops magnitude mutation there: a child
+keeps at least that density (all of it, if its parent is already there), so the sparse end of the
+front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
+objectives equal another network's (a copy, such as the child of a parent already at the floor)
+survive only into places the distinct networks leave.
+"""
+
+from __future__ import annotations
+
+from ggevo.ea.population import check_option as _check
+from ggevo.ea.population import check_shared_options
+
+CROSSOVERS = ("grad_sbx", "sbx")
+MUTATIONS = ("zero", "polynomial", "magnitude")
+TRUNK_PRUNES = ("oneshot", "gradual")
+
+
+def _optional(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def gemonn_options(o: dict) -> dict:
+    """The parameter group's defaults from GEMONN's keyword arguments ``o`` (``compile`` aside), each
+    checked; raises ``ValueError("optimizer.<key>: …")`` on the first bad one."""
+    check_shared_options(**{k: o[k] for k in ("pop_size", "eta", "mutation_eta", "mutation_rate", "init",
+                                              "weight_bound", "bias_bound", "hv_ref", "compile")})
+    _check(o["crossover"] in CROSSOVERS, "crossover", f"must be one of {CROSSOVERS}, got {o['crossover']!r}")
+    _check(0.0 <= o["sparsity_preservation"] <= 1.0, "sparsity_preservation",
+           f"must be a probability in [0, 1], got {o['sparsity_preservation']}")
+    _check(o["mutation"] in MUTATIONS, "mutation", f"must be one of {MUTATIONS}, got {o['mutation']!r}")
+    offspring = o["offspring"]
+    _check(offspring is None or (isinstance(offspring, int) and offspring >= 2 and offspring % 2 == 0),
+           "offspring", f"must be null (= pop_size) or an even integer ≥ 2, got {offspring!r}")
+    _check(0.0 <= o["crossover_rate"] <= 1.0, "crossover_rate", f"must be a probability, got {o['crossover_rate']}")
+    _check(o["min_density"] is None or 0.0 < o["min_density"] <= 1.0, "min_density",
+           f"must be null or in (0, 1], got {o['min_density']}")
+    _check(0.0 <= o["prune_probability"] <= 1.0, "prune_probability",
+           f"must be a probability, got {o['prune_probability']}")
+    _check(0.0 < o["prune_fraction"] < 1.0, "prune_fraction", f"must be in (0, 1), got {o['prune_fraction']}")
+    _local_search_options(o)
+    _trunk_options(o)
+    return dict(
+        pop_size=o["pop_size"], eta=float(o["eta"]), crossover=o["crossover"],
+        sparsity_preservation=float(o["sparsity_preservation"]), exchange=bool(o["exchange"]),
+        mutation=o["mutation"], mutation_eta=float(o["mutation_eta"]), mutation_rate=o["mutation_rate"],
+        reevaluate_parents=bool(o["reevaluate_parents"]), init=o["init"], graded_density=bool(o["graded_density"]),
+        weight_bound=float(o["weight_bound"]), bias_bound=float(o["bias_bound"]),
+        hv_ref=tuple(float(v) for v in o["hv_ref"]), seed=int(o["seed"]),
+        offspring=offspring, crossover_rate=float(o["crossover_rate"]), exempt_biases=bool(o["exempt_biases"]),
+        min_density=o["min_density"], prune_probability=float(o["prune_probability"]),
+        prune_fraction=float(o["prune_fraction"]), local_search_lr=float(o["local_search_lr"]),
+        inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]), trunk=int(o["trunk"]),
+        density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
+        trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
+        prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
+    )
+
+
+def _local_search_options(o: dict) -> None:
+    warmup, lr = o["warmup"], o["local_search_lr"]
+    _check(isinstance(warmup, int) and warmup >= 0, "warmup", f"must be a number of generations ≥ 0, got {warmup!r}")
+    _check(warmup == 0 or lr > 0, "warmup", "needs local search (local_search_lr > 0)")
+    _check(lr >= 0, "local_search_lr", f"must be ≥ 0 (0 = off), got {lr}")
+    _check(o["density_floor"] is None or 0.0 < o["density_floor"] < 1.0, "density_floor",
+           f"must be null (off) or a density in (0, 1), got {o['density_floor']!r}")
+    _check(0.0 <= o["lr_density_exponent"] <= 1.0, "lr_density_exponent",
+           f"must be in [0, 1] (0 = one step size for all), got {o['lr_density_exponent']!r}")
+
+
+def _trunk_options(o: dict) -> None:
+    trunk = o["trunk"]
+    _check(isinstance(trunk, int) and trunk >= 0, "trunk", f"must be a number of generations ≥ 0, got {trunk!r}")
+    _check(trunk == 0 or (o["local_search_lr"] > 0 and o["reevaluate_parents"]), "trunk",
+           "needs local search (local_search_lr > 0) and re-scored parents (reevaluate_parents: true)")
+    _check(o["trunk_prune"] in TRUNK_PRUNES, "trunk_prune",
+           f"must be one of {TRUNK_PRUNES}, got {o['trunk_prune']!r}")
+    _check(0.0 <= o["trunk_prune_start"] < 1.0, "trunk_prune_start",
+           f"must be a fraction of the trunk in [0, 1), got {o['trunk_prune_start']!r}")
+    _check(o["prune_floor"] is None or 0.0 < o["prune_floor"] < 1.0, "prune_floor",
+           f"must be null (off) or a density in (0, 1), got {o['prune_floor']!r}")
