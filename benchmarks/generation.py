@@ -47,9 +47,9 @@ from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.selection import binary_tournament, rank_and_crowding
 from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder
-from ggevo.pipeline.build import optimizer_factory as build_optimizer
-from ggevo.pipeline.memory import reuse_large_allocations
-from ggevo.pipeline.numerics import flush_denormals
+from ggevo.pipeline.core.memory import reuse_large_allocations
+from ggevo.pipeline.core.numerics import flush_denormals
+from ggevo.pipeline.run.build import optimizer_factory as build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phases import cpu_line, report_late, report_probe, report_single_network  # noqa: E402

@@ -33,7 +33,7 @@ LATE_GENERATIONS = 400
 
 PROBE = """
 import sys, time, torch
-from ggevo.pipeline.numerics import flush_denormals
+from ggevo.pipeline.core.numerics import flush_denormals
 torch.set_num_threads(int(sys.argv[2]))
 flush_denormals(sys.argv[1] == "on")
 def timed(fn, repeats=5):
@@ -102,7 +102,7 @@ class StepTimer(pl.Callback):
 
 
 def _steps(preset: str, hidden: int, steps: int, tmp: Path, name: str) -> list[float]:
-    from ggevo.pipeline.train import train
+    from ggevo.pipeline.run.train import train
 
     cfg = composed(f"optimizer={preset}", f"model.hidden={hidden}", f"trainer.max_steps={steps}",
                    f"trainer.val_check_interval={steps}", f"checkpoint.every_n_steps={steps}",
@@ -154,7 +154,7 @@ def timed_generations(opt_factory, model, evaluator, batch, count: int, state: d
 
 def report_late(opt_factory, model, evaluator, batch, count: int, hidden: int, pop_size: int) -> None:
     """Prints ``late / early generation`` with flush_denormal on (ggevo-train's default) and off."""
-    from ggevo.pipeline.numerics import flush_denormals
+    from ggevo.pipeline.core.numerics import flush_denormals
 
     state = late_state(hidden, pop_size)
     ratios = {}

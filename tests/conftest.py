@@ -49,7 +49,7 @@ def assert_close_in_float32(actual: torch.Tensor, expected: torch.Tensor, *, ter
 def full_and_resumed(compose_cfg, tmp_path, overrides, *, steps: int, split: int) -> tuple[dict, dict]:
     """The optimizer state after ``steps`` generations of a run of ``overrides``, uninterrupted and
     stopped after ``split`` then resumed from its checkpoint (a checkpoint every ``split`` generations)."""
-    from ggevo.pipeline.train import train
+    from ggevo.pipeline.run.train import train
 
     every = f"checkpoint.every_n_steps={split}"
     train(compose_cfg(*overrides, f"trainer.max_steps={steps}", every, run="full"))

@@ -9,8 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ggevo.pipeline.build import build_model
-from ggevo.pipeline.validate import validate
+from ggevo.pipeline.run.build import build_model
+from ggevo.pipeline.run.validate import validate
 from tests.conftest import ROOT
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))

@@ -1,7 +1,7 @@
-"""``ggevo-train`` / ``python -m ggevo.train``: the Hydra entry point around ``ggevo.pipeline.train.train``."""
+"""``ggevo-train`` / ``python -m ggevo.train``: the Hydra entry point around ``ggevo.pipeline.run.train.train``."""
 
-from ggevo.cli import hydra_entry
-from ggevo.pipeline.train import train
+from ggevo.pipeline.run.cli import hydra_entry
+from ggevo.pipeline.run.train import train
 
 main = hydra_entry(train)
 

@@ -80,8 +80,8 @@ def test_knee_and_density_budget():
 def test_one_budget_rule_for_every_consumer():
     """A member pruned to "0.02" of 393,284 weights (0.0200008) is within the budget 0.02 for --select, the
     final metrics, the test metrics and the tables alike; one at 0.0201 is not."""
-    from ggevo.pipeline.artifacts import choose_member, final_metrics
-    from ggevo.pipeline.budget_table import rows_within
+    from ggevo.pipeline.report.budget_table import rows_within
+    from ggevo.pipeline.score.artifacts import choose_member, final_metrics
 
     F = torch.tensor([[0.0200008, 0.3], [0.0201, 0.1], [1.0, 0.05]], dtype=torch.float64)
     assert within(0.0200008, 0.02) and not within(0.0201, 0.02)

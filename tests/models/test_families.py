@@ -10,7 +10,7 @@ from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
 from ggevo.lit.tasks import classification_loss, layer_reconstruction_loss
 from ggevo.models import MLP, LeNet5, LSTMClassifier, StackedAutoencoder, TiedAutoencoder
-from ggevo.pipeline.train import train
+from ggevo.pipeline.run.train import train
 from tests.conftest import assert_close_in_float32
 
 

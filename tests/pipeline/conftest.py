@@ -13,9 +13,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from ggevo.pipeline.server import TeamServer, free_port
+from ggevo.pipeline.team.server import TeamServer, free_port
 from tests.conftest import ROOT
-from tests.pipeline.team import clean_env, ray_head
+from tests.pipeline.team.loopback import clean_env, ray_head
 
 STEPS = 3
 SEEDS = (0, 1, 2, 3)

@@ -6,8 +6,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from ggevo.pipeline.artifacts import read_front_csv
-from ggevo.pipeline.train import train
+from ggevo.pipeline.record.front_csv import read_front_csv
+from ggevo.pipeline.run.train import train
 
 SCHEMA = ("hypervolume", "evaluations", "loss/min", "loss/knee", "density/knee", "front/size",
           "final/hypervolume", "final/train_loss_best", "final/density_knee", "wall_time_s")
@@ -85,7 +85,7 @@ def test_dense_baseline_spends_the_budget_of_its_paired_ea_run(compose_cfg):
     evaluations = [_run(c)[1].data.metrics["evaluations"] for c in (ea, adam)]
     assert evaluations == [192, 192]  # N=8 re-scoring: 12 generations x 2N, and 192 Adam steps
     paper = compose_cfg("experiment=paper_ae", "budget=25000")
-    from ggevo.pipeline.train import apply_budget
+    from ggevo.pipeline.run.train import apply_budget
 
     apply_budget(paper)
     assert paper.trainer.max_steps == 499  # 50 initial + 499 x 50 children = 25,000
@@ -133,7 +133,8 @@ def test_pymoo_nsga2_through_the_entry_point_logs_the_schema_and_resumes(compose
     (("optimizer=gmp", "budget=5000", "optimizer.method=lottery"), "optimizer.method"),
 ])
 def test_sparse_method_keys_fail_as_one_line_naming_the_key(compose_cfg, overrides, key):
-    from ggevo.pipeline.validate import ConfigError, validate
+    from ggevo.pipeline.core.errors import ConfigError
+    from ggevo.pipeline.run.validate import validate
 
     cfg = compose_cfg(*overrides)
     if key is None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ggevo.pipeline.train import train
+from ggevo.pipeline.run.train import train
 from tests.conftest import ROOT
 
 
@@ -58,7 +58,8 @@ def test_a_tracking_uri_in_a_missing_folder_from_the_environment_is_refused(tmp_
 @pytest.mark.slow
 def test_a_selection_that_picks_nothing_fails_before_evaluate_writes(compose_cfg, tmp_path):
     train(compose_cfg("trainer.max_steps=2"))
-    proc, _ = _cli("ggevo.pipeline.evaluate", str(tmp_path / "run"), "--downstream", "--select", "density<=0.0001")
+    proc, _ = _cli("ggevo.pipeline.report.evaluate", str(tmp_path / "run"), "--downstream",
+                   "--select", "density<=0.0001")
     assert proc.returncode == 2
     assert _one_line(proc).startswith("error: select: no front member has density ≤ 0.0001")
     assert not (tmp_path / "run" / "evaluation.csv").exists() and not (tmp_path / "run" / "test_metrics.json").exists()

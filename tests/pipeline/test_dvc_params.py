@@ -1,6 +1,8 @@
-"""DVC parameters that cannot drift: every config file a stage's command composes is in its params or deps."""
+"""DVC dependencies that cannot drift: every config file a stage's command composes is in its params or deps,
+and its deps name exactly the pipeline modules its command runs."""
 
 import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
+from tests.pipeline.test_layers import BELOW, SRC, imported
 
 # the config groups each entry point reads (ggevo-prepare only materialises the data set)
 READS = {"ggevo-train": None, "ggevo-stack": None, "ggevo-prepare": ("data",)}
@@ -86,3 +89,60 @@ def test_the_check_sees_the_files_of_a_sweep():
     read = files_read("ggevo-train -m experiment=compare_ae_small")
     assert {"conf/optimizer/gemonn.yaml", "conf/optimizer/adam_lr1e-3.yaml", "conf/optimizer/adam.yaml",
             "conf/data/mnist5k.yaml", "conf/config.yaml", "conf/experiment/compare_ae_small.yaml"} <= read
+
+
+def _module_file(module: str) -> Path | None:
+    path = SRC / module.replace(".", "/")
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _checked(path: Path) -> bool:
+    """A module whose edits a stage must see: ggevo's own outside the packages below the pipeline (which
+    stages list whole), package ``__init__.py`` files aside (docstrings only)."""
+    parts = path.relative_to(SRC / "ggevo").parts
+    return path.name != "__init__.py" and parts[0] not in BELOW and parts[0] != "conf"
+
+
+def modules_run(cmd: str) -> set[str]:
+    """The files (relative to the project) of the ggevo modules ``cmd`` imports, transitively, the ones
+    imported inside functions too; a multirun adds the Hydra callbacks' (``hydra.callbacks`` in conf/config.yaml)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    program, *args = shlex.split(cmd)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    todo = [scripts[program].split(":")[0]]
+    if "-m" in args:
+        callbacks = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["hydra"]["callbacks"]
+        todo += [c["_target_"].rsplit(".", 1)[0] for c in callbacks.values()]
+    seen: set[Path] = set()
+    while todo:
+        path = _module_file(todo.pop())
+        if path is not None and path not in seen:
+            seen.add(path)
+            todo += [m for _, m in imported(path, SRC) if m.split(".")[0] == "ggevo"]
+    return {str(p.relative_to(ROOT)) for p in seen if _checked(p)}
+
+
+def modules_listed(deps: set[str]) -> set[str]:
+    """The files of ggevo's modules that ``deps`` name, one by one or by their folder."""
+    found = set()
+    for dep in deps:
+        path = ROOT / dep
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []
+        found |= {str(f.relative_to(ROOT)) for f in files if f.is_relative_to(SRC / "ggevo") and _checked(f)}
+    return found
+
+
+@pytest.mark.parametrize("name, stage", list(_stages()), ids=[n for n, _ in _stages()])
+def test_a_stage_depends_on_exactly_the_pipeline_modules_it_runs(name, stage):
+    run, listed_ = modules_run(stage["cmd"]), modules_listed(set(stage.get("deps", [])))
+    assert not run - listed_, f"stage {name} runs {sorted(run - listed_)} but does not list them as deps"
+    assert not listed_ - run, f"stage {name} lists {sorted(listed_ - run)} as deps but never imports them"
+
+
+def test_the_modules_a_multirun_runs_include_the_sweep_callbacks():
+    single, sweep = modules_run("ggevo-train experiment=smoke"), modules_run("ggevo-train -m experiment=smoke")
+    assert sweep - single == {"src/ggevo/pipeline/team/sweep.py", "src/ggevo/pipeline/record/sweep_record.py"}
+    assert {"src/ggevo/train.py", "src/ggevo/pipeline/run/cli.py", "src/ggevo/pipeline/core/paths.py"} <= single

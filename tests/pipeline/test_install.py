@@ -81,7 +81,7 @@ def test_a_wheel_installed_outside_the_clone_trains_from_an_empty_folder(tmp_pat
     (mine / "experiment" / "mine.yaml").write_text(USER_PRESET)
     env = {k: v for k, v in os.environ.items() if k not in CLONE_VARS}
 
-    where = subprocess.run([str(python), "-c", "import ggevo; from ggevo.pipeline.paths import config_dir, "
+    where = subprocess.run([str(python), "-c", "import ggevo; from ggevo.pipeline.core.paths import config_dir, "
                             "project_root; print(ggevo.__file__); print(config_dir()); print(project_root())"],
                            cwd=empty, env=env, check=True, capture_output=True, text=True).stdout.splitlines()
     assert [Path(line).resolve() for line in where] == [installed / "__init__.py", installed / "conf", empty]

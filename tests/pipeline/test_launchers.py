@@ -12,10 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from ggevo.pipeline.paths import project_root
-from ggevo.pipeline.sweep import MlflowSweepCallback
-from ggevo.pipeline.recorder import ensure_experiment
-from ggevo.pipeline.tracking import EXPERIMENT_KIND, PARENT_ENV
+from ggevo.pipeline.core.paths import project_root
+from ggevo.pipeline.record.recorder import ensure_experiment
+from ggevo.pipeline.record.tracking import EXPERIMENT_KIND, PARENT_ENV
+from ggevo.pipeline.team.sweep import MlflowSweepCallback
 from tests.conftest import ROOT
 
 # The launchers come with the team extra (pip install -e ".[team]"), which the fast suite runs without: the

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ggevo.pipeline.train import generations_for
-from ggevo.pipeline.validate import ConfigError
+from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.run.train import generations_for
 from tests.conftest import full_and_resumed
 
 PLUS = ("optimizer=gemonn_plus", "optimizer.pop_size=6", "optimizer.warmup=2", "trainer.max_steps=6",

@@ -10,12 +10,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from ggevo.pipeline import recorder
-from ggevo.pipeline.artifacts import read_front_csv
-from ggevo.pipeline.interrupts import RunKilled
-from ggevo.pipeline.results import distinct
-from ggevo.pipeline.train import train
-from ggevo.pipeline.validate import ConfigError
+from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.core.interrupts import RunKilled
+from ggevo.pipeline.record import recorder
+from ggevo.pipeline.record.front_csv import read_front_csv
+from ggevo.pipeline.run.results import distinct
+from ggevo.pipeline.run.train import train
 
 
 def _runs(cfg):
@@ -69,7 +69,7 @@ def test_a_run_folder_in_use_by_a_live_run_fails_before_compute(compose_cfg, tmp
 HOLD = """
 import sys, time
 from pathlib import Path
-from ggevo.pipeline.checks import RunFolderClaim
+from ggevo.pipeline.run.checks import RunFolderClaim
 claim = RunFolderClaim(Path(sys.argv[1]), "run_dir")
 print("held", flush=True)
 time.sleep(600)

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 import torch
 
-from ggevo.pipeline.checks import close_abandoned_runs
+from ggevo.pipeline.run.checks import close_abandoned_runs
 from tests.conftest import ROOT
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.pipeline.conftest import SEEDS, STEPS
-from tests.pipeline.team import clean_env, is_loopback, listeners
+from tests.pipeline.team.loopback import clean_env, is_loopback, listeners
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_runs_are_stored_in_postgresql(team_sweep):
 
 def test_report_of_the_sweep_comes_from_the_server(team_sweep, tmp_path):
     t = team_sweep
-    done = subprocess.run([sys.executable, "-m", "ggevo.pipeline.report", "--parent", t.parent.info.run_id,
+    done = subprocess.run([sys.executable, "-m", "ggevo.pipeline.report.report", "--parent", t.parent.info.run_id,
                            "--out", str(tmp_path)], cwd=ROOT, env=clean_env(MLFLOW_TRACKING_URI=t.server.uri),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -94,7 +94,7 @@ def test_every_listener_is_on_loopback(team_sweep):
 
 def _start_server(folder: Path, port: int, pg_port: int) -> subprocess.Popen:
     """``ggevo-server`` on these ports, returned once it printed the URI to export."""
-    proc = subprocess.Popen([sys.executable, "-m", "ggevo.pipeline.server", "--dir", str(folder),
+    proc = subprocess.Popen([sys.executable, "-m", "ggevo.pipeline.team.server", "--dir", str(folder),
                              "--port", str(port), "--pg-port", str(pg_port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = []
@@ -119,7 +119,7 @@ def _stop_server(proc: subprocess.Popen, sig: int, port: int, pg_port: int) -> N
 def test_ggevo_server_prints_the_uri_stops_on_sigterm_and_ctrl_c_and_keeps_its_data():
     import shutil
 
-    from ggevo.pipeline.server import free_port
+    from ggevo.pipeline.team.server import free_port
 
     folder = Path(tempfile.mkdtemp(prefix="ggevo-server-"))
     folder.chmod(0o711)

@@ -1,0 +1,94 @@
+"""The MLflow tracking store, checked before any compute and opened safely by many runs at once.
+
+``check_store`` answers in seconds: a SQLite store's folder must exist (it is never created
+silently), a server must answer within ``TIMEOUT_S`` (MLflow's own client retries for minutes).
+The recorder opens the store (``ggevo.pipeline.record.recorder.open_store``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from omegaconf import DictConfig
+
+from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.core.paths import default_tracking_uri
+
+TIMEOUT_S = 5.0
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """``logger.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store."""
+    return cfg.logger.get("tracking_uri") or default_tracking_uri()
+
+
+def uri_key(cfg: DictConfig) -> str:
+    """The name of the setting the tracking URI came from, for error messages."""
+    if cfg.logger.get("tracking_uri"):
+        return "logger.tracking_uri"
+    return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking store"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_location(cfg: DictConfig) -> str | None:
+    """Where a new experiment keeps artifacts: ``logger.artifact_location``, else for a SQLite store the
+    folder ``mlartifacts`` beside its database file, else the tracking server's default."""
+    location = cfg.logger.get("artifact_location")
+    db = sqlite_path(tracking_uri(cfg))
+    if location is None and db is not None:
+        location = (db.parent / "mlartifacts").as_uri()
+    return location
+
+
+def _check_server(uri: str, key: str) -> None:
+    probe = uri.rstrip("/") + "/health"
+    try:
+        urllib.request.urlopen(probe, timeout=TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered; a server without /health is still a server
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(f"{key}: no MLflow server answers at {uri} within {TIMEOUT_S:.0f} s ({reason})") from None
+
+
+def check_store(cfg: DictConfig) -> None:
+    """The tracking store can be used: a SQLite file's folder exists and is writable, a server answers."""
+    uri, key = tracking_uri(cfg), uri_key(cfg)
+    db = sqlite_path(uri)
+    if db is not None:
+        if not db.is_absolute():
+            raise ConfigError(f"{key}: a SQLite store needs an absolute path (sqlite:////abs/path.db), got {uri}")
+        if not db.parent.is_dir():
+            raise ConfigError(f"{key}: the folder {db.parent} of the SQLite store does not exist (create it first)")
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise ConfigError(f"{key}: the SQLite store {db} is not writable")
+    elif urlparse(uri).scheme in ("http", "https"):
+        _check_server(uri, key)
+
+
+def writable(folder: Path, key: str, what: str) -> None:
+    """``folder`` exists or can be made, and a file can be written in it (checked by writing one)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{key}: the {what} {folder} is not writable ({err.strerror or err})") from None
+
+
+def check_artifact_store(location: str | None, key: str = "logger.artifact_location") -> None:
+    """A local artifact store (``file:`` URI or path) can be written; a remote one answers for itself."""
+    if location is None:
+        return
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        writable(Path(parsed.path if parsed.scheme else location), key, "artifact store")

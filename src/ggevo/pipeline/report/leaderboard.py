@@ -1,0 +1,343 @@
+"""``ggevo-leaderboard``: every method on every bench task, at each density budget (DVC ``leaderboard``).
+
+Reads the sweep records of the ``experiment=bench_<task>`` multiruns (``reports/sweeps/bench_<task>``,
+written with ``score_test: true``, so each front member carries its test scores) and writes to ``--out``:
+
+    leaderboard.md      per task, a table: density budget × method, mean over seeds (each seed in
+                        brackets), the best in bold, and ours against the best baseline per seed
+    leaderboard.csv     every cell, one row per (task, budget, method, seed): the member picked and its scores
+    leaderboard.json    per task and budget, ours minus (classifier) or over (autoencoder) the best baseline,
+                        and how many cells ours leads on every seed (DVC metrics)
+    fronts_<task>.png   every method's front on validation data (seed by line style)
+    fronts_<task>.csv   the same fronts as one long table, for ``dvc plots``
+
+The rule (docs/ALGORITHM.md, "Benchmark"): under a density budget B, a method's member is the one of its
+final front with density ≤ B (0.1% tolerance, as everywhere) that scores best on the validation split;
+the cell is that member's score on the test split: accuracy for a classifier, MSE for an autoencoder.
+Choosing on validation data and reporting on test data keeps the test split out of every choice. A
+method with no member under B gets no score there, and loses the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ggevo.pipeline.core.files import write_json, write_text
+from ggevo.pipeline.core.plotting import new_figure, save_figure
+from ggevo.pipeline.record.sweep_record import Job, SweepRecord, job_order, read_record
+from ggevo.pipeline.report.budget_table import BUDGETS, rows_within
+from ggevo.pipeline.report.report import write_fronts_csv
+from ggevo.pipeline.run.cli import fail
+
+BANDS = ((0.01, 0.03), (0.03, 0.07), (0.07, 0.15), (0.15, 0.35), (0.35, 0.7))
+CHECK_SUFFIX = "_check"  # experiment=bench_<task>_check: the same sweep on a seed used for no choice
+OURS_PREFIX = "gemonn"  # gemonn, gemonn_plus, gemonn_plus_trunk: ours; every other optimizer is a baseline
+
+
+@dataclass
+class Pick:
+    """The member one job's front offers under one density budget, and what it scores."""
+
+    row: int
+    density: float
+    val: float
+    test: float
+    train_loss: float
+
+
+@dataclass
+class Task:
+    """One bench task: its name, whether its figure of merit is accuracy, and its jobs by method."""
+
+    name: str
+    classifier: bool
+    methods: dict[str, list[Job]]
+    skipped: list[str]
+    check_seeds: list[str] = field(default_factory=list)  # seeds of a ``bench_<task>_check`` record: chose nothing
+
+    @property
+    def ours(self) -> list[str]:
+        return [m for m in self.methods if m.startswith(OURS_PREFIX)]
+
+    @property
+    def baselines(self) -> list[str]:
+        return [m for m in self.methods if not m.startswith(OURS_PREFIX)]
+
+    def seeds(self) -> list[str]:
+        return sorted({job.seed for jobs in self.methods.values() for job in jobs}, key=job_order)
+
+
+def method_of(job: Job, swept: list[str]) -> str:
+    """A job's method: its optimizer, and any other swept key but the seed (``imp,budget_per_density=whole``)."""
+    parts = [job.settings.get("optimizer", "?")]
+    parts += [f"{k}={job.settings[k]}" for k in swept if k not in ("optimizer", "seed") and k in job.settings]
+    return ",".join(parts)
+
+
+def read_task(record: SweepRecord) -> Task:
+    """A record as a task; jobs that did not finish, or whose front has no test scores, are left out (named)."""
+    methods: dict[str, list[Job]] = {}
+    skipped = []
+    classifier = None
+    for job in record.jobs:
+        front = job.front
+        if job.status != "FINISHED" or front is None:
+            skipped.append(f"{job.name} ({job.status})")
+            continue
+        if "test_loss" not in front:
+            raise ValueError(f"{job.folder / 'front.csv'} has no test scores: run the bench sweep with "
+                             f"score_test=true (the bench_<task> presets set it)")
+        classifier = "test_accuracy" in front if classifier is None else classifier
+        methods.setdefault(method_of(job, record.swept), []).append(job)
+    if not methods:
+        raise ValueError(f"{record.folder}: no finished job with a front")
+    name = record.preset.removeprefix("bench_")
+    if name.endswith(CHECK_SUFFIX):
+        seeds = sorted({j.seed for jobs in methods.values() for j in jobs}, key=job_order)
+        return Task(name.removesuffix(CHECK_SUFFIX), bool(classifier), methods, skipped, seeds)
+    return Task(name, bool(classifier), methods, skipped)
+
+
+def merged(tasks: list[Task]) -> list[Task]:
+    """Tasks of one name (a bench record and its ``_check`` record) as one, their jobs together, in order."""
+    out: dict[str, Task] = {}
+    for task in tasks:
+        if task.name not in out:
+            out[task.name] = task
+            continue
+        into = out[task.name]
+        if into.classifier != task.classifier:
+            raise ValueError(f"bench records of task {task.name} disagree on whether it is a classifier")
+        for method, jobs in task.methods.items():
+            known = {j.seed for j in into.methods.get(method, [])}
+            clash = [j.seed for j in jobs if j.seed in known]
+            if clash:
+                raise ValueError(f"task {task.name}, {method}: seed {clash[0]} is in two bench records")
+            into.methods.setdefault(method, []).extend(jobs)
+        into.skipped += task.skipped
+        into.check_seeds += task.check_seeds
+    return list(out.values())
+
+
+def pick(front: dict[str, list[float]], budget: float, classifier: bool) -> Pick | None:
+    """The member under ``budget`` that scores best on validation data (ties: the sparser), or None."""
+    rows = rows_within(front, budget)
+    if not rows:
+        return None
+    if classifier:
+        best = min(rows, key=lambda i: (-front["val_accuracy"][i], front["val_loss"][i], front["density"][i]))
+        val, test = front["val_accuracy"][best], front["test_accuracy"][best]
+    else:
+        best = min(rows, key=lambda i: (front["val_loss"][i], front["density"][i]))
+        val, test = front["val_loss"][best], front["test_loss"][best]
+    return Pick(best, front["density"][best], val, test, front["train_loss"][best])
+
+
+def better(a: float | None, b: float | None, classifier: bool) -> bool:
+    """Whether score ``a`` is at least as good as ``b`` (no score loses to any)."""
+    if a is None:
+        return False
+    if b is None:
+        return True
+    return a >= b if classifier else a <= b
+
+
+def cells(task: Task) -> dict[float, dict[str, dict[str, Pick | None]]]:
+    """``{budget: {method: {seed: pick}}}``."""
+    return {b: {m: {job.seed: pick(job.front, b, task.classifier) for job in jobs} for m, jobs in task.methods.items()}
+            for b in BUDGETS}
+
+
+def mean_score(picks: dict[str, Pick | None]) -> float | None:
+    scores = [p.test for p in picks.values() if p is not None]
+    return statistics.fmean(scores) if scores and len(scores) == len(picks) else None
+
+
+def bands_covered(front: dict[str, list[float]]) -> int:
+    return sum(any(lo <= d < hi for d in front["density"]) for lo, hi in BANDS)
+
+
+def compare(task: Task, table: dict, ours: str) -> dict[float, dict]:
+    """Per budget: ``ours`` against the best baseline on each seed, and whether it leads on every seed."""
+    out = {}
+    for b, by_method in table.items():
+        per_seed = {}
+        for seed in task.seeds():
+            rivals = [by_method[m].get(seed) for m in task.baselines]
+            scores = [p.test for p in rivals if p is not None]
+            best = (max(scores) if task.classifier else min(scores)) if scores else None
+            mine = by_method[ours].get(seed)
+            per_seed[seed] = (mine.test if mine else None, best)
+        margins = [_margin(m, r, task.classifier) for m, r in per_seed.values()]
+        out[b] = {"per_seed": per_seed, "margins": margins,
+                  "leads": bool(per_seed) and all(better(m, r, task.classifier) for m, r in per_seed.values())}
+    return out
+
+
+def _margin(mine: float | None, rival: float | None, classifier: bool) -> float | None:
+    """Ours minus the best baseline (accuracy) or ours over it (MSE); None where either has no member."""
+    if mine is None or rival is None:
+        return None
+    return mine - rival if classifier else mine / rival
+
+
+def _fmt(value: float | None, classifier: bool) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if classifier else f"{value:.5f}"
+
+
+def _fmt_margin(value: float | None, classifier: bool) -> str:
+    if value is None:
+        return "—"
+    return f"{100 * value:+.1f} pts" if classifier else f"{value:.2f}×"
+
+
+def task_markdown(task: Task, table: dict, versus: dict[str, dict]) -> str:
+    metric = "test accuracy (higher is better)" if task.classifier else "test MSE (lower is better)"
+    methods = list(task.methods)
+    seeds = task.seeds()
+    lines = [f"## {task.name}", "",
+             f"Cell: the {metric} of the member with the best validation "
+             f"{'accuracy' if task.classifier else 'MSE'} at density ≤ the budget; mean over seeds "
+             f"{', '.join(seeds)} (each seed in brackets). Best mean in bold. Last columns: each of ours "
+             f"against the best baseline on each seed "
+             f"({'difference in accuracy points' if task.classifier else 'ratio of MSEs, below 1 is better'}); "
+             f"✔ where ours is at least as good on every seed."
+             + (f" Seed {', '.join(task.check_seeds)} (experiment=bench_{task.name}{CHECK_SUFFIX}) chose nothing: "
+                f"every setting of ours was picked on the others." if task.check_seeds else ""), ""]
+    lines.append("| density ≤ | " + " | ".join(methods) + "".join(f" | {o} vs best baseline" for o in versus) + " |")
+    lines.append("|---|" + "---|" * (len(methods) + len(versus)))
+    for b, by_method in table.items():
+        means = {m: mean_score(by_method[m]) for m in methods}
+        scored = [v for v in means.values() if v is not None]
+        top = (max(scored) if task.classifier else min(scored)) if scored else None
+        row = []
+        for m in methods:
+            text = _fmt(means[m], task.classifier)
+            each = "/".join(_fmt(by_method[m].get(s).test if by_method[m].get(s) else None, task.classifier)
+                            for s in seeds)
+            text = f"**{text}**" if means[m] is not None and means[m] == top else text
+            row.append(f"{text} ({each})")
+        for mine in versus.values():
+            v = mine[b]
+            margin = ", ".join(_fmt_margin(x, task.classifier) for x in v["margins"])
+            row.append(f"{'✔' if v['leads'] else '✘'} {margin}")
+        lines.append(f"| {b:g} | " + " | ".join(row) + " |")
+    lines += ["", "Front: members in each density band "
+              + ", ".join(f"[{lo:g}, {hi:g})" for lo, hi in BANDS) + " (of 5, per seed); front size; "
+              + f"best validation {'accuracy' if task.classifier else 'MSE'} of the whole front.", "",
+              "| method | bands covered | front size | best validation |", "|---|---|---|---|"]
+    for m, jobs in task.methods.items():
+        jobs = sorted(jobs, key=lambda j: job_order(j.seed))
+        bands = "/".join(str(bands_covered(j.front)) for j in jobs)
+        sizes = "/".join(str(len(j.front["density"])) for j in jobs)
+        key = "val_accuracy" if task.classifier else "val_loss"
+        best = "/".join(_fmt((max if task.classifier else min)(j.front[key]), task.classifier) for j in jobs)
+        lines.append(f"| {m} | {bands} | {sizes} | {best} |")
+    downstream = {m: [j.metrics.get("downstream/test_accuracy_mean") for j in jobs] for m, jobs in task.methods.items()}
+    if any(v is not None for vs in downstream.values() for v in vs):
+        select = next((json.loads(j.file("downstream.json").read_text()).get("select")
+                       for jobs in task.methods.values() for j in jobs if j.file("downstream.json")), "?")
+        lines += ["", f"Downstream accuracy (CCR on the test split) of each method's encoder chosen by `{select}`, "
+                  "fine-tuned with a softmax classifier; per seed, and the chosen member's density.", "",
+                  "| method | CCR | density |", "|---|---|---|"]
+        for m, jobs in task.methods.items():
+            jobs = sorted(jobs, key=lambda j: job_order(j.seed))
+            ccr = "/".join("—" if j.metrics.get("downstream/test_accuracy_mean") is None
+                           else f"{j.metrics['downstream/test_accuracy_mean']:.4f}" for j in jobs)
+            dens = "/".join("—" if j.metrics.get("downstream/density") is None
+                            else f"{j.metrics['downstream/density']:.3f}" for j in jobs)
+            lines.append(f"| {m} | {ccr} | {dens} |")
+    if task.skipped:
+        lines += ["", "Left out (did not finish): " + ", ".join(task.skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_task(task: Task, path: Path) -> None:
+    fig, ax = new_figure()
+    key = "val_accuracy" if task.classifier else "val_loss"
+    styles = ("o-", "s--", "^:", "d-.")
+    colors = {m: f"C{i % 10}" for i, m in enumerate(task.methods)}
+    for m, jobs in task.methods.items():
+        for job in sorted(jobs, key=lambda j: job_order(j.seed)):
+            order = sorted(range(len(job.front["density"])), key=lambda i: job.front["density"][i])
+            style = styles[task.seeds().index(job.seed) % len(styles)]
+            ax.plot([job.front["density"][i] for i in order], [job.front[key][i] for i in order], style,
+                    color=colors[m], ms=3, lw=1, label=f"{m}, seed {job.seed}")
+    ax.set_xscale("log")
+    for b in BUDGETS:
+        ax.axvline(b, color="0.8", lw=0.8, zorder=0)
+    save_figure(fig, ax, path, xlabel="density (fraction of nonzero weights)",
+                ylabel="validation accuracy" if task.classifier else "validation MSE",
+                title=f"bench {task.name}: every method's final front", logy=not task.classifier)
+
+
+def leaderboard(records: list[Path], out: Path) -> dict:
+    """Write the leaderboard of ``records`` (bench sweep records) to ``out``; returns its metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = merged([read_task(read_record(r)) for r in records])
+    sections, rows, metrics = [], [], {}
+    for task in tasks:
+        table = cells(task)
+        versus = {o: compare(task, table, o) for o in task.ours}
+        sections.append(task_markdown(task, table, versus))
+        plot_task(task, out / f"fronts_{task.name}.png")
+        write_fronts_csv(out / f"fronts_{task.name}.csv",
+                         {m: {j.seed: j.front for j in jobs} for m, jobs in task.methods.items()})
+        for b, by_method in table.items():
+            for m, picks in by_method.items():
+                for seed, p in sorted(picks.items(), key=lambda kv: job_order(kv[0])):
+                    rows.append({"task": task.name, "density_budget": b, "method": m, "seed": seed,
+                                 "member": "" if p is None else p.row,
+                                 "density": "" if p is None else f"{p.density:.6g}",
+                                 "val": "" if p is None else f"{p.val:.6g}",
+                                 "test": "" if p is None else f"{p.test:.6g}",
+                                 "train_loss": "" if p is None else f"{p.train_loss:.6g}"})
+        name = "minus_best_baseline" if task.classifier else "over_best_baseline"
+        for o, mine in versus.items():  # the worst seed's margin: a cell is led only if every seed is
+            for b, v in mine.items():
+                margins = [x for x in v["margins"] if x is not None]
+                metrics[f"{task.name}/{o}/{b:g}/{name}"] = \
+                    round(min(margins) if task.classifier else max(margins), 6) if margins else None
+            metrics[f"{task.name}/{o}/cells_led"] = sum(v["leads"] for v in mine.values())
+        metrics[f"{task.name}/cells"] = len(BUDGETS)
+    header = ["# Bench leaderboard", "",
+              "Every method on every task at the same total number of gradient evaluations for its whole front "
+              "(a method that trains one network per target density splits it evenly across them). Produced by "
+              "`dvc repro leaderboard` (the sweeps `ggevo-train -m experiment=bench_<task> "
+              "hydra/launcher=local_parallel sweep_record=reports/sweeps/bench_<task>`, then `ggevo-leaderboard`); "
+              "the rule is in docs/ALGORITHM.md (Benchmark).", ""]
+    write_text(out / "leaderboard.md", "\n".join(header) + "\n" + "\n".join(sections))
+    with open(out / "leaderboard.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    clean = {k: (None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v) for k, v in metrics.items()}
+    write_json(out / "leaderboard.json", clean)
+    return clean
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Leaderboard of the bench sweeps: every method, task and density budget.")
+    ap.add_argument("records", nargs="+", type=Path, help="sweep records (reports/sweeps/bench_<task>)")
+    ap.add_argument("--out", type=Path, default=Path("reports/bench"), help="output folder (default reports/bench)")
+    args = ap.parse_args()
+    try:
+        metrics = leaderboard(args.records, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        fail(err)
+    for key in sorted(k for k in metrics if k.endswith("cells_led")):
+        task, ours = key.split("/")[:2]
+        print(f"{task}: {ours} leads {metrics[key]} of {metrics[f'{task}/cells']} density budgets on every seed")
+    print(f"wrote {args.out / 'leaderboard.md'}")
+
+
+if __name__ == "__main__":
+    main()

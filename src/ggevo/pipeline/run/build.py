@@ -1,0 +1,105 @@
+"""The one way in: every object of a run built from its config. The only caller of ``instantiate``.
+
+Data, model, optimizer, LightningModule, the recorder and the Trainer with its callbacks; the
+export and the test evaluation rebuild their models here too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ggevo.lit.clock import RunClock
+from ggevo.lit.gradient import GradientModule
+from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
+from ggevo.lit.module import EvolutionModule
+from ggevo.lit.progress import GenerationProgress
+from ggevo.lit.sparse import SparseModule, build_method, method_options
+from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.core.paths import rooted
+from ggevo.pipeline.record.recorder import Recorder
+from ggevo.pipeline.run.validate import evolves_population, optimizer_arguments
+
+
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    """``model._target_`` built from its arguments (``task`` removed); a wrong target or argument fails
+    as one ConfigError line."""
+    model_cfg = {k: v for k, v in model_cfg.items() if k != "task"}
+    target = model_cfg.get("_target_")
+    try:
+        return instantiate(model_cfg)
+    except InstantiationException as err:
+        if err.__cause__ is None or str(err).startswith("Error locating target"):
+            raise ConfigError(f"model._target_: cannot import {target!r}") from err
+        raise ConfigError(f"model ({target}): {err.__cause__}") from err
+
+
+def build_data(cfg: DictConfig) -> pl.LightningDataModule:
+    """The DataModule of ``cfg.data``, set up (loaded and split), its folders made absolute."""
+    prepared = cfg.data.get("prepared")
+    data = instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)),
+                       prepared=str(rooted(prepared)) if prepared else None)
+    data.setup()
+    return data
+
+
+def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
+    """The DataModule read from its source, ignoring ``data.prepared`` (``ggevo-prepare`` writes that file)."""
+    return instantiate(cfg.data, data_dir=str(rooted(cfg.data.data_dir)), prepared=None)
+
+
+def optimizer_factory(cfg: DictConfig):
+    """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
+    args = optimizer_arguments(cfg.optimizer)
+    module_keys = {"prune_schedule", "trunk_fraction", "select_on"}  # keys the LightningModule or apply_budget take: a pruning schedule, a sparse method's
+    if cfg.optimizer.get("method"):
+        module_keys |= {"method", *method_options(cfg.optimizer)}
+    dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k not in module_keys)
+    if dropped:
+        print(f"note: {args['_target_']} ignores optimizer.{', optimizer.'.join(dropped)}")
+    return instantiate(args)
+
+
+def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule | SparseModule:
+    """The LightningModule: GEMONN-like optimizers evolve, gradient ones train down a pruning schedule or,
+    with ``optimizer.method`` (gmp | rigl | oneshot), by that sparse-training method."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    task = model_cfg.get("task", "reconstruction")
+    model = build_model(model_cfg)
+    if evolves_population(cfg.optimizer):
+        return EvolutionModule(model, optimizer_factory(cfg), task=task, evaluation=cfg.evaluation.strategy,
+                               chunk_size=cfg.evaluation.chunk_size,
+                               select_on=cfg.optimizer.get("select_on", "train"))
+    if cfg.optimizer.get("method"):
+        return build_method(model, optimizer_factory(cfg), OmegaConf.to_container(cfg.optimizer, resolve=True),
+                            task=task, budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref, seed=int(cfg.seed))
+    schedule = cfg.optimizer.get("prune_schedule") or [1.0]
+    return GradientModule(model, optimizer_factory(cfg), task=task, schedule=schedule,
+                          budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref)
+
+
+def build(cfg: DictConfig) -> tuple[EvolutionModule | GradientModule | SparseModule, pl.LightningDataModule]:
+    """The LightningModule and DataModule that ``cfg`` describes (data loaded, so failures come early)."""
+    data = build_data(cfg)
+    return build_module(cfg), data
+
+
+def build_recorder(cfg: DictConfig, out: Path) -> Recorder:
+    return Recorder(cfg, out)
+
+
+def build_trainer(cfg: DictConfig, recorder: Recorder, out: Path, clock: RunClock,
+                  callbacks: list[pl.Callback] = ()) -> pl.Trainer:
+    """The Trainer: a checkpoint every ``checkpoint.every_n_steps`` generations and on any interruption."""
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
+                                  save_top_k=0, save_last=True, enable_version_counter=False)
+    last = out / "checkpoints" / "last.ckpt"
+    return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out),
+                       callbacks=[StoreBeforeCheckpoint(), checkpoints, CheckpointOnInterrupt(last),
+                                  GenerationProgress(), clock, *callbacks])

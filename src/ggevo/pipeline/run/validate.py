@@ -1,0 +1,131 @@
+"""Check a composed config before any compute; every failure is one line naming the key."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from ggevo.data.sources import DATASETS
+from ggevo.ea.population import PopulationOptimizer
+from ggevo.lit.gradient import check_schedule
+from ggevo.lit.module import SELECT_ON
+from ggevo.lit.sparse import METHODS, build_method
+from ggevo.lit.tasks import TASKS
+from ggevo.pipeline.core.errors import ConfigError
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _require_selection(rule, key: str) -> None:
+    """``rule`` picks one front member: ``knee``, ``best`` or ``density<=B``."""
+    _require(rule in ("knee", "best") or str(rule).startswith("density<="), key,
+             f"must be knee, best or density<=B, got {rule!r}")
+
+
+def evolves_population(o: DictConfig) -> bool:
+    """Whether ``o._target_`` is a population optimizer (GEMONN, pymoo's NSGA-II, any
+    ``PopulationOptimizer``) rather than a gradient optimizer such as ``torch.optim.Adam``."""
+    try:
+        cls = get_class(str(o._target_))
+    except Exception as err:
+        raise ConfigError(f"optimizer._target_: cannot import {o._target_!r} ({type(err).__name__})") from None
+    return isinstance(cls, type) and issubclass(cls, PopulationOptimizer)
+
+
+def optimizer_arguments(o: DictConfig) -> dict:
+    """``o`` without the keys its optimizer does not take (a preset written for GEMONN may set
+    ``pop_size`` or ``compile``, which Adam or pymoo's NSGA-II lack) and without ``prune_schedule``."""
+    opt = OmegaConf.to_container(o, resolve=True)
+    accepted = set(inspect.signature(get_class(opt["_target_"])).parameters)
+    return {k: v for k, v in opt.items() if k.startswith("_") or k in accepted}
+
+
+def _validate_optimizer(o: DictConfig) -> None:
+    """Every option is checked by the optimizer itself, once: here it is built on a stand-in parameter."""
+    population = evolves_population(o)
+    args = {k: v for k, v in optimizer_arguments(o).items() if not k.startswith("_")}
+    try:
+        get_class(str(o._target_))([torch.nn.Parameter(torch.zeros(2))], **args)
+    except (ValueError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(message if message.startswith("optimizer.") else f"optimizer: {message}") from None
+    if population:
+        _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
+                 f"must be true or false, got {o.get('reevaluate_parents')!r}")
+        fraction = o.get("trunk_fraction")
+        _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+                                      and 0 <= fraction < 1), "optimizer.trunk_fraction",
+                 f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
+        _require(o.get("select_on", "train") in SELECT_ON, "optimizer.select_on",
+                 f"must be one of {', '.join(SELECT_ON)}, got {o.get('select_on')!r}")
+    else:
+        _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
+        try:
+            check_schedule(o.get("prune_schedule") or [1.0])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+def _validate_method(o: DictConfig, steps: int) -> None:
+    """A sparse-training method (``optimizer.method``): its module is built for ``steps`` steps on a stand-in
+    network, so each of its keys is checked once, by the code a run uses."""
+    _require(o.method in METHODS, "optimizer.method", f"must be one of {sorted(METHODS)}, got {o.method!r}")
+    try:
+        build_method(torch.nn.Linear(8, 8), torch.optim.Adam, OmegaConf.to_container(o, resolve=True),
+                     task="reconstruction", budget=steps, hv_ref=(1.1, 0.3), seed=0)
+    except (ValueError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(message if message.startswith(("optimizer.", "budget")) else f"optimizer: {message}") \
+            from None
+
+
+def validate(cfg: DictConfig) -> None:
+    o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
+    _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
+    _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
+             f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
+    _require("_target_" in o, "optimizer", "needs a _target_")
+    _validate_optimizer(o)
+    _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
+    _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
+             f"must be a positive integer, got {d.batch_size!r}")
+    _require(o.get("select_on", "train") != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
+             "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
+    if "hidden" in m:
+        _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
+    _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
+    _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
+             f"the number of generations must be a positive integer, got {t.max_steps!r}")
+    if o.get("method") is not None:  # a gradient method's steps are its budget (train.apply_budget)
+        _validate_method(o, cfg.budget if cfg.get("budget") is not None else t.max_steps)
+    if cfg.get("downstream"):
+        ds = cfg.downstream
+        _require(_is_int(ds.seeds) and ds.seeds >= 0, "downstream.seeds",
+                 f"must be a non-negative number of fine-tuning seeds, got {ds.seeds!r}")
+        _require_selection(ds.select, "downstream.select")
+        _require(_is_int(ds.epochs) and ds.epochs > 0 and ds.lr > 0, "downstream.epochs",
+                 f"need a positive number of epochs and learning rate, got {ds.epochs!r} and {ds.lr!r}")
+        _require(ds.seeds == 0 or m.get("task", "reconstruction") in ("reconstruction", "layer_reconstruction"),
+                 "downstream.seeds", "downstream accuracy is for autoencoders (model.task=reconstruction or "
+                 "layer_reconstruction); a classifier reports its own")
+    _require(isinstance(cfg.get("score_test", False), bool), "score_test",
+             f"must be true or false, got {cfg.get('score_test')!r}")
+    if cfg.get("stack"):
+        _require_selection(cfg.stack.select, "stack.select")
+    _require(cfg.evaluation.strategy in ("auto", "loop", "vmap"), "evaluation.strategy",
+             f"must be auto, loop or vmap, got {cfg.evaluation.strategy!r}")
+    chunk = cfg.evaluation.get("chunk_size")
+    _require(chunk is None or (_is_int(chunk) and chunk > 0), "evaluation.chunk_size",
+             f"must be null or a positive integer, got {chunk!r}")
+    _require(_is_int(cfg.checkpoint.every_n_steps) and cfg.checkpoint.every_n_steps > 0, "checkpoint.every_n_steps",
+             f"must be a positive number of generations, got {cfg.checkpoint.every_n_steps!r}")

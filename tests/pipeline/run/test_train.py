@@ -1,0 +1,171 @@
+"""End to end: tiny runs through the real Hydra config, Lightning and MLflow, read back through MLflow."""
+
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.core.interrupts import RunKilled
+from ggevo.pipeline.record.front_csv import read_front_csv
+from ggevo.pipeline.run.train import train
+from tests.conftest import ROOT
+
+
+def _client(cfg):
+    return mlflow.tracking.MlflowClient(tracking_uri=cfg.logger.tracking_uri)
+
+
+def _only_run(cfg):
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg.logger.experiment_name)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_tiny_run_is_recorded_in_mlflow(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.strategy=auto")
+    hv = train(cfg)
+    client, run = _only_run(cfg)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer.pop_size"] == "8"
+    assert run.data.params["model.hidden"] == "16"
+    assert run.data.tags["dataset"] == "mnist5k" and "version.torch" in run.data.tags
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]  # MLflow's own provenance
+    assert run.data.tags["mlflow.source.name"] == "ggevo-train"
+    # evaluation.strategy=auto: the measured choice and each candidate's time are run tags
+    assert run.data.tags["evaluation.strategy"] in ("loop", "vmap")
+    assert run.data.tags["evaluation.decided_by"] == "measurement"
+    assert {"evaluation.time_s.loop", "evaluation.time_s.vmap"} <= set(run.data.tags)
+    history = client.get_metric_history(run.info.run_id, "hypervolume")
+    assert [m.step for m in history] == list(range(1, 7))
+    assert run.data.metrics["final/hypervolume"] == pytest.approx(hv)
+    assert run.data.metrics["evaluations"] == 8 + 6 * 8 + 5 * 8
+    assert "val/loss_knee" in run.data.metrics
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"front.csv", "pareto.png", "knee_model.pt"} <= names
+    front = read_front_csv(tmp_path / "run" / "front.csv")
+    assert len(front["density"]) == int(run.data.metrics["final/front_size"])
+    assert min(front["train_loss"]) == pytest.approx(run.data.metrics["final/train_loss_best"], rel=1e-6)
+    assert sum(front["knee"]) == 1
+    knee = torch.load(tmp_path / "run" / "knee_model.pt", weights_only=False)
+    nonzero = sum(int((v != 0).sum()) for v in knee["state_dict"].values())
+    total = sum(v.numel() for v in knee["state_dict"].values())
+    assert nonzero / total == pytest.approx(knee["density"], abs=1e-6)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(compose_cfg, tmp_path):
+    # two separate runs compared bit for bit: one named strategy (auto may measure differently in each)
+    full_cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", "evaluation.strategy=vmap",
+                           run="full")
+    train(full_cfg)
+    part = compose_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
+                       "evaluation.strategy=vmap", run="part")
+    train(part)
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=3", "logger.experiment_name=resume",
+                          "evaluation.strategy=vmap", f"ckpt_path={ckpt}", run="part")
+    train(resumed)
+    state = lambda run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt",  # noqa: E731
+                                   weights_only=False)["optimizer_states"][0]["state"][0]
+    a, b = state("full"), state("part")
+    assert a["generation"] == b["generation"] == 6
+    assert torch.equal(a["X"], b["X"]) and torch.equal(a["F"], b["F"])
+    client, run = _only_run(resumed)  # the resumed run continues the same MLflow run
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "hypervolume")] == list(range(1, 7))
+
+
+class _CtrlC(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
+    cfg = compose_cfg("trainer.max_steps=6", "checkpoint.every_n_steps=100", "evaluation.strategy=auto", run="killed")
+    with pytest.raises(RunKilled) as killed:
+        train(cfg, callbacks=[_CtrlC()])
+    assert killed.value.exit_code == 130
+    client, run = _only_run(cfg)
+    assert run.info.status == "KILLED"
+    assert "front.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["optimizer_states"][0]["state"][0]["generation"] == 3
+    choice = torch.load(ckpt, weights_only=False)["ggevo"]["evaluation"]["choice"]
+    train(compose_cfg("trainer.max_steps=6", "evaluation.strategy=auto", f"ckpt_path={ckpt}", run="killed"))
+    _, run = _only_run(cfg)
+    # the resumed part evaluates as the first part measured, instead of measuring again
+    assert (run.data.tags["evaluation.strategy"], run.data.tags["evaluation.chunk_size"]) == \
+        (choice[0], str(choice[1]))
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "generation")
+    assert sorted(m.step for m in history) == list(range(1, 7))
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == list(range(1, 7))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optimizer.pop_size=7", "optimizer.pop_size"), ("optimizer.pop_size=-2", "optimizer.pop_size"),
+    ("optimizer.eta=-1", "optimizer.eta"), ("data.name=imagenet", "data.name"),
+    ("optimizer.sparsity_preservation=1.5", "optimizer.sparsity_preservation"),
+    ("trainer.max_steps=0", "trainer.max_steps"),
+    ("+optimizer.trunk_prune=cubic", "optimizer.trunk_prune"), ("+optimizer.select_on=test", "optimizer.select_on"),
+])
+def test_invalid_config_fails_before_compute(compose_cfg, override, key):
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        train(compose_cfg(override))
+
+
+def test_held_out_selection_without_a_validation_split_fails_before_compute(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="^optimizer.select_on: val needs a validation split"):
+        train(compose_cfg("+optimizer.select_on=val", "data.val_fraction=0"))
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded
+
+
+def test_cli_reports_bad_values_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ggevo.train", "experiment=smoke", "optimizer.pop_size=7",
+         f"logger.tracking_uri=sqlite:///{tmp_path / 'm.db'}", f"run_dir={tmp_path / 'r'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: optimizer.pop_size: must be an even integer ≥ 2, got 7"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model._target_=no_such_package.Net", "model._target_: cannot import 'no_such_package.Net'"),
+    ("+model.nonsense=3", "model (ggevo.models.TiedAutoencoder): "),
+])
+def test_a_model_that_cannot_be_built_is_a_config_error(compose_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        train(compose_cfg(override))
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_sparse_finetuning_is_logged_as_a_second_front(compose_cfg, tmp_path):
+    cfg = compose_cfg("finetune.steps=10", "finetune.lr=0.01")
+    train(cfg)
+    client, run = _only_run(cfg)
+    assert run.data.metrics["finetuned/evaluations"] == 10 * run.data.metrics["final/front_size"]
+    assert run.data.metrics["finetuned/hypervolume"] > run.data.metrics["final/hypervolume"]
+    assert "front_finetuned.csv" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    before = read_front_csv(tmp_path / "run" / "front.csv")
+    after = read_front_csv(tmp_path / "run" / "front_finetuned.csv")
+    assert after["density"] == before["density"]  # zeros held: every member keeps its density
+
+
+def test_resuming_against_a_store_without_its_run_fails_naming_both(compose_cfg, tmp_path):
+    train(compose_cfg("trainer.max_steps=3", "checkpoint.every_n_steps=3", run="first"))
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    (tmp_path / "elsewhere").mkdir()
+    other = f"sqlite:///{tmp_path / 'elsewhere' / 'm.db'}"
+    cfg = compose_cfg("trainer.max_steps=6", f"ckpt_path={ckpt}", f"logger.tracking_uri={other}", run="first")
+    with pytest.raises(ConfigError, match=r"ckpt_path: .*last\.ckpt belongs to MLflow run [0-9a-f]+, which the store "
+                                          r"sqlite:///.*elsewhere/m\.db \(logger.tracking_uri\) does not hold"):
+        train(cfg)
+    client = mlflow.tracking.MlflowClient(other)
+    assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())  # nothing opened
