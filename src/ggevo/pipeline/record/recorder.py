@@ -22,16 +22,13 @@ through the functions at the bottom of this module.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
@@ -40,26 +37,13 @@ from ggevo.lit.status import STATUS_KEYS
 from ggevo.pipeline.core.files import Writer, write_atomically
 from ggevo.pipeline.core.interrupts import shielded
 from ggevo.pipeline.record.history import HISTORY, History, add_to_history, write_history_csv
-from ggevo.pipeline.record.store import artifact_location, sqlite_path, tracking_uri
+from ggevo.pipeline.record.models import KNEE_MODEL, dataset_input, log_model_to_run
+from ggevo.pipeline.record.store import artifact_location, open_store, tracking_uri
 from ggevo.pipeline.record.tracking import EXPERIMENT_KIND
 
-KNEE_MODEL = "knee_model"  # the name of every run's logged model (the knee member)
 STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
 RUN_JSON = "run.json"
 FLUSH_SECONDS = 1.0  # metrics are stored at most this long after they are logged (and at every checkpoint)
-
-
-def open_store(uri: str) -> MlflowClient:
-    """A client on the store ``uri``. A SQLite schema is created or upgraded under a file lock beside
-    the database, so runs starting together on a fresh store cannot both migrate it (MLflow's
-    migration run twice at once left stores corrupt for good)."""
-    db = sqlite_path(uri)
-    if db is None:
-        return MlflowClient(uri)
-    with FileLock(str(db) + ".lock", timeout=600):
-        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
-        client.search_experiments(max_results=1)
-    return client
 
 
 def experiment_artifact_location(cfg: DictConfig) -> tuple[str | None, str]:
@@ -310,64 +294,3 @@ def add_to_run(uri: str, run_id: str, metrics: Mapping[str, float] | None = None
             client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         for path in files:
             client.log_artifact(run_id, str(path), artifact_path=artifact_path)
-
-
-def dataset_input(summary: Mapping[str, str], context: str = "training"):
-    """An MLflow ``DatasetInput`` from a data module's ``summary()``: its name, content digest, where it
-    came from and its split sizes (the profile)."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    profile = {k: summary[k] for k in ("splits", "features", "normalize", "test_split") if k in summary}
-    dataset = Dataset(name=str(summary.get("name", "data")), digest=str(summary.get("data_sha1", ""))[:36],
-                      source_type="local", source=json.dumps({"source": str(summary.get("source", ""))}),
-                      profile=json.dumps(profile))
-    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", context)])
-
-
-def log_model_to_run(uri: str, run_id: str, model, name: str, input_example, **kwargs) -> str:
-    """``mlflow.pytorch.log_model`` of ``model`` into run ``run_id`` (pickled module, ``input_example`` and the
-    signature inferred from it), the run's status left as it was; returns the logged model's URI."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
-    client = open_store(uri)
-    status = client.get_run(run_id).info.status
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    quiet = logging.getLogger("mlflow.pytorch")  # its warning that pickle runs code on loading: chosen, so that
-    level, quiet.level = quiet.level, logging.ERROR  # load_model gives back the nn.Module itself
-    try:
-        with shielded(), mlflow.start_run(run_id=run_id):
-            info = mlflow.pytorch.log_model(model, name=name, input_example=input_example,
-                                            serialization_format="pickle",
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ggevo"],
-                                            **kwargs)
-    finally:
-        quiet.level = level
-        mlflow.set_tracking_uri(previous)
-        with shielded():
-            if status == "RUNNING":
-                client.update_run(run_id, status="RUNNING")
-            else:
-                client.set_terminated(run_id, status)
-    return info.model_uri
-
-
-def register_model(uri: str, model_uri: str, name: str, alias: str, tags: Mapping[str, str]) -> str:
-    """A new version of the registered model ``name`` from ``model_uri``, with ``alias`` and ``tags``;
-    returns the version."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with shielded():
-            version = mlflow.register_model(model_uri, name).version
-            client = open_store(uri)
-            client.set_registered_model_alias(name, alias, version)
-            for key, value in tags.items():
-                client.set_model_version_tag(name, version, key, value)
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return str(version)

@@ -2,7 +2,7 @@
 
 ``check_store`` answers in seconds: a SQLite store's folder must exist (it is never created
 silently), a server must answer within ``TIMEOUT_S`` (MLflow's own client retries for minutes).
-The recorder opens the store (``ggevo.pipeline.record.recorder.open_store``).
+Every client on it comes from ``open_store``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from filelock import FileLock
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ggevo.pipeline.core.errors import ConfigError
@@ -92,3 +94,16 @@ def check_artifact_store(location: str | None, key: str = "logger.artifact_locat
     parsed = urlparse(location)
     if parsed.scheme in ("", "file"):
         writable(Path(parsed.path if parsed.scheme else location), key, "artifact store")
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on the store ``uri``. A SQLite schema is created or upgraded under a file lock beside
+    the database, so runs starting together on a fresh store cannot both migrate it (MLflow's
+    migration run twice at once left stores corrupt for good)."""
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    with FileLock(str(db) + ".lock", timeout=600):
+        client = MlflowClient(uri)  # builds the store: creates or migrates the schema
+        client.search_experiments(max_results=1)
+    return client

@@ -27,7 +27,8 @@ from torch import nn
 from ggevo.ea.flat import FlatParams
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.files import save_torch, write_json
-from ggevo.pipeline.record.recorder import add_to_run, log_model_to_run, register_model
+from ggevo.pipeline.record.models import log_model_to_run, register_model
+from ggevo.pipeline.record.recorder import add_to_run
 from ggevo.pipeline.record.store import tracking_uri
 from ggevo.pipeline.run.build import build_model
 from ggevo.pipeline.run.cli import USER_ERRORS, fail
