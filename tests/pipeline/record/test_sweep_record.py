@@ -16,8 +16,8 @@ from ggevo.pipeline.record.history import read_history_csv
 from ggevo.pipeline.record.recorder import open_parent
 from ggevo.pipeline.record.sweep_record import (CONNECTIONS, INDEX, RECONSTRUCTIONS, first_layer, from_run_folders,
                                                 group_jobs, read_record, unpack_mask, write_record)
-from ggevo.pipeline.report.report import (COLUMNS, markdown_table, plot_connections, report, report_run, report_sweep,
-                                          table_rows)
+from ggevo.pipeline.report.figures import plot_connections
+from ggevo.pipeline.report.report import COLUMNS, markdown_table, report, report_run, report_sweep, table_rows
 from ggevo.pipeline.run.train import train
 from tests.conftest import ROOT
 

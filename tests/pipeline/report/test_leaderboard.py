@@ -12,7 +12,8 @@ import torch
 from ggevo.pipeline.record.front_csv import read_front_csv, write_front_csv
 from ggevo.pipeline.record.sweep_record import read_record
 from ggevo.pipeline.report.evaluate import evaluate_run
-from ggevo.pipeline.report.leaderboard import BUDGETS, leaderboard, pick, read_task
+from ggevo.pipeline.report.bench import BUDGETS, pick, read_task
+from ggevo.pipeline.report.leaderboard import leaderboard
 from tests.conftest import ROOT
 
 JOBS = {"0": ("gemonn_plus", "0"), "1": ("gemonn_plus", "1"), "2": ("imp", "0"), "3": ("imp", "1")}

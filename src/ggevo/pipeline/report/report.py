@@ -29,19 +29,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import torch
-
-from ggevo.pipeline.core.files import write_json, write_text
+from ggevo.pipeline.core.files import write_atomically, write_json, write_text
 from ggevo.pipeline.core.paths import default_tracking_uri, rooted
-from ggevo.pipeline.core.plotting import new_figure, save_figure
-from ggevo.pipeline.record.history import curve
 from ggevo.pipeline.record.recorder import RUN_JSON
-from ggevo.pipeline.record.sweep_record import (CONNECTIONS, RECONSTRUCTIONS, Job, SweepRecord, group_jobs, read_record,
-                                                unpack_mask)
+from ggevo.pipeline.record.sweep_record import Job, SweepRecord, group_jobs, read_record
 from ggevo.pipeline.report.budget_table import BASELINE, BUDGETS, PLUS, best_at, budget_table
+from ggevo.pipeline.report.figures import (Groups, front_csvs, label, plot_connections, plot_fronts, plot_hypervolume,
+                                           plot_loss_by_evaluations, plot_reconstructions)
 from ggevo.pipeline.run.cli import fail
-from ggevo.pipeline.score.connections import connection_plot, image_side
-from ggevo.pipeline.score.reconstructions import comparison_plot
 
 COLUMNS = {
     "final/hypervolume": "final hypervolume",
@@ -61,15 +56,9 @@ DOWNSTREAM = {
 }
 ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae", "compare_ae_small")
 
-Groups = dict[tuple, list[Job]]
-
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def label(group: tuple) -> str:
-    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in group) or "all runs"
 
 
 def table_rows(groups: Groups, columns: dict[str, str] = COLUMNS) -> list[dict]:
@@ -95,54 +84,22 @@ def markdown_table(rows: list[dict], title: str, columns: dict[str, str] = COLUM
     return "\n".join(lines) + "\n"
 
 
-def plot_hypervolume(groups: Groups, path: Path, title: str) -> None:
-    """Hypervolume by generation, the mean over each setting's jobs (as long as the shortest)."""
-    fig, ax = new_figure()
-    for group, jobs in groups.items():
-        curves = [c for c in (curve(j.history, "hypervolume") for j in jobs) if c]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        mean = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-        ax.plot(range(1, length + 1), mean, label=f"{label(group)} (n={len(curves)})")
-    save_figure(fig, ax, path, xlabel="generation", ylabel="hypervolume (minibatch loss)", title=title)
-
-
-def plot_loss_by_evaluations(groups: Groups, path: Path, title: str) -> None:
-    """Best minibatch loss against gradient evaluations spent (one line per job), comparable across
-    methods that spend evaluations differently."""
-    fig, ax = new_figure()
-    for i, (group, jobs) in enumerate(groups.items()):
-        for j, job in enumerate(jobs):
-            spent, loss = job.history.get("evaluations", {}), job.history.get("loss/min", {})
-            steps = sorted(set(spent) & set(loss))
-            ax.plot([spent[s] for s in steps], [loss[s] for s in steps], color=f"C{i % 10}", lw=0.9, alpha=0.8,
-                    label=label(group) if j == 0 else None)
-    save_figure(fig, ax, path, xlabel="gradient evaluations", ylabel="best minibatch loss", title=title, logy=True)
-
-
-def front_csvs(groups: Groups) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """Each job's front, as label → seed → columns (jobs killed before writing one left out)."""
-    out: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for group, jobs in groups.items():
-        for job in jobs:
-            if job.front is not None:
-                out.setdefault(label(group), {})[job.seed] = job.front
-    return out
-
-
 def write_fronts_csv(path: Path, fronts: dict[str, dict[str, dict[str, list[float]]]]) -> None:
     """Every front in one long table (method, seed, then each member's columns), for ``dvc plots``:
     the template ``.dvc/plots/fronts.json`` draws density against a score, one line per method and seed."""
     columns = ["density", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     present = [c for c in columns if any(c in f for seeds in fronts.values() for f in seeds.values())]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", "seed", *present])
-        for method, seeds in fronts.items():
-            for seed, front in seeds.items():
-                for i in range(len(front["density"])):
-                    w.writerow([method, seed, *(f"{front[c][i]:.8g}" if c in front else "" for c in present)])
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["method", "seed", *present])
+            for method, seeds in fronts.items():
+                for seed, front in seeds.items():
+                    for i in range(len(front["density"])):
+                        w.writerow([method, seed, *(f"{front[c][i]:.8g}" if c in front else "" for c in present)])
+
+    write_atomically(path, write)
 
 
 def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics: dict[str, list[dict]]) -> dict:
@@ -166,42 +123,6 @@ def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics:
         out["ratio_to_imp"] = {k: round(out[plus][k] / out[BASELINE][k], 4) for k in out[plus]
                                if k.startswith("train_loss_at") and out[BASELINE].get(k)}
     return out
-
-
-def plot_fronts(groups: Groups, path: Path, title: str) -> None:
-    fig, ax = new_figure()
-    for i, (name, fronts) in enumerate(front_csvs(groups).items()):
-        for j, front in enumerate(fronts.values()):
-            ax.plot(front["density"], front["train_loss"], "o-", ms=2, lw=0.8, color=f"C{i % 10}", alpha=0.7,
-                    label=name if j == 0 else None)
-    save_figure(fig, ax, path, xlabel="density", ylabel="train loss", title=title, logy=True)
-
-
-def pictured(groups: Groups, name: str) -> dict[str, object]:
-    """``torch.load`` of file ``name`` of each setting's pictured job (the first that has it; the record
-    keeps it for that job only), by label; settings without one left out."""
-    loaded = {}
-    for group, jobs in groups.items():
-        path = next((p for p in (j.file(name) for j in jobs) if p is not None), None)
-        if path is not None:
-            loaded[label(group)] = torch.load(path, map_location="cpu", weights_only=False)
-    return loaded
-
-
-def plot_reconstructions(groups: Groups, path: Path, title: str) -> None:
-    """The same validation digits reconstructed by each method's member at density ≤ 0.1."""
-    records = pictured(groups, RECONSTRUCTIONS)
-    if records:
-        comparison_plot(path, records, f"{title}: reconstructions at density ≤ 0.1 (else the sparsest member)")
-
-
-def plot_connections(groups: Groups, path: Path, title: str) -> None:
-    """First-layer connections of each method's knee model, if the inputs are images."""
-    masks = {name: unpack_mask(packed) for name, packed in pictured(groups, CONNECTIONS).items()}
-    if any(image_side(m.shape[1]) is None for m in masks.values()):
-        return
-    if masks:
-        connection_plot(path, masks, title=f"{title}: first-layer connections of each knee model")
 
 
 def report_sweep(record: SweepRecord, out: Path) -> Path:
