@@ -60,7 +60,7 @@ BASELINES = ["imp", "imp_lr3e-3", "imp_lr1e-2", "gmp", "rigl", "oneshot"]
 OURS = {"bench_ae": ["gemonn_plus_trunk"], "bench_mlp": ["gemonn_plus", "gemonn_plus_trunk"],
         "bench_lenet5": ["gemonn_plus", "gemonn_plus_trunk"]}
 # methods added later come after the baselines, so the job numbers of the runs before them stay
-LATER = {"bench_ae": [], "bench_mlp": ["gemonn_plus_gradual"], "bench_lenet5": ["gemonn_plus_gradual"]}
+LATER = {"bench_ae": ["gemonn_plus_gradual"], "bench_mlp": ["gemonn_plus_gradual"], "bench_lenet5": ["gemonn_plus_gradual"]}
 
 
 @pytest.mark.parametrize("preset", sorted(BENCH))
