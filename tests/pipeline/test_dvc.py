@@ -80,7 +80,7 @@ def _git(repo: Path, *args: str) -> str:
 
 SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small",
           "bench_mlp", "bench_lenet5")
-BENCH = {"bench@mlp", "bench@lenet5"}
+BENCH = {"bench@mlp", "bench@lenet5", "bench_check@mlp", "bench_check@lenet5"}
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
            "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
