@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -220,8 +221,17 @@ class Recorder(Logger):
         """The run's data as an MLflow dataset input (name, digest, split sizes): the UI's "Datasets used"."""
         if self._run_id is None:
             return
-        with shielded():
-            self._client.log_inputs(self._run_id, datasets=[dataset_input(summary, context)])
+        dataset = dataset_input(summary, context)
+        for attempt in range(3):  # runs starting together on one store insert the same dataset row at once
+            try:
+                with shielded():
+                    self._client.log_inputs(self._run_id, datasets=[dataset])
+                return
+            except Exception as err:  # noqa: BLE001 (the losers see the row once the winner has stored it)
+                if attempt == 2:
+                    warnings.warn(f"the dataset input was not logged to MLflow: {type(err).__name__}")
+                    return
+                time.sleep(0.5 * (attempt + 1))
 
     def log_model(self, model, input_example, name: str = KNEE_MODEL) -> str | None:
         """``model`` (an ``nn.Module``, its zeros kept) logged to the run with ``mlflow.pytorch.log_model``;
