@@ -238,7 +238,12 @@ class Recorder(Logger):
         returns its ``runs:/`` URI, which ``mlflow.pytorch.load_model`` and the model registry take."""
         if self._run_id is None:
             return None
-        return log_model_to_run(self.uri, self._run_id, model, name, input_example)
+        try:  # the front is recorded already: a model MLflow cannot store is a warning and a tag, not a failed run
+            return log_model_to_run(self.uri, self._run_id, model, name, input_example)
+        except Exception as err:  # noqa: BLE001 (a busy store, a full disk)
+            warnings.warn(f"the knee model was not logged to MLflow: {type(err).__name__}: {err}")
+            self.set_tags({"ggevo.log_model": f"failed: {type(err).__name__}"})
+            return None
 
     def close(self, status: str, reason: str | None = None) -> None:
         """End the run FINISHED, KILLED or FAILED; ``reason`` (one line) goes to the ``ggevo.failure`` tag."""

@@ -160,11 +160,7 @@ def _fit_and_record(cfg: DictConfig, module, data, trainer: pl.Trainer, recorder
         recorder.set_tags(module.evaluator.tags())  # which evaluation strategy ran, and why
         recorder.write(result.files(cfg, recorder.run_id))
         if cfg.logger.get("log_model", True):
-            try:  # the front is recorded whatever happens here: a model MLflow could not store is a warning
-                recorder.log_model(result.knee_module, input_example(data))
-            except Exception as err:  # noqa: BLE001 (a busy store, a full disk: the run still ends FINISHED)
-                warnings.warn(f"the knee model was not logged to MLflow: {type(err).__name__}: {err}")
-                recorder.set_tags({"ggevo.log_model": f"failed: {type(err).__name__}"})
+            recorder.log_model(result.knee_module, input_example(data))
         killed = killed or interrupts.received is not None
         recorder.close("KILLED" if killed else "FINISHED", "interrupted" if killed else None)
     m = result.metrics
