@@ -57,7 +57,7 @@ BENCH = {"bench_ae": (784 * 500 + 500 + 784, 25000),
          "bench_mlp": (784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10, 10000),
          "bench_lenet5": (None, 5000)}
 BASELINES = ["imp", "imp_lr3e-3", "imp_lr1e-2", "gmp", "rigl", "oneshot"]
-OURS = {"bench_ae": ["gemonn_plus_trunk"], "bench_mlp": ["gemonn_plus", "gemonn_plus_trunk"],
+OURS = {"bench_ae": ["gemonn_plus_trunk", "gemonn_plus"], "bench_mlp": ["gemonn_plus", "gemonn_plus_trunk"],
         "bench_lenet5": ["gemonn_plus", "gemonn_plus_trunk"]}
 # methods added later come after the baselines, so the job numbers of the runs before them stay
 LATER = {"bench_ae": ["gemonn_plus_gradual"], "bench_mlp": ["gemonn_plus_gradual"], "bench_lenet5": ["gemonn_plus_gradual"]}
