@@ -43,3 +43,12 @@ def test_bounds_clip_the_initial_population():
     assert hi[:100].eq(0.05).all() and hi[100:].eq(20.0).all()
     X = initial_population(layout, 4, scheme="reference", lower=lo, upper=hi, generator=torch.Generator())
     assert X[:, :100].abs().max() <= 0.05
+
+
+def test_geometric_grading_spans_min_density_to_one_and_spares_exempt_entries():
+    layout = ParamLayout([torch.Size([200, 300]), torch.Size([200])])
+    exempt = ~layout.is_weight()
+    X = initial_population(layout, 5, min_density=0.01, exempt=exempt, generator=torch.Generator().manual_seed(0))
+    density = (X[:, :60000] != 0).float().mean(dim=1)
+    assert torch.allclose(density, torch.tensor([0.01, 0.01**0.75, 0.1, 0.01**0.25, 1.0]), rtol=0.1)
+    assert bool((X[:, 60000:] != 0).all())

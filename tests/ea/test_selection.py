@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ggevo.ea.front import best_under_density, first_front, hypervolume, knee, within
-from ggevo.ea.selection import binary_tournament, rank_and_crowding, survival
+from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
 
 F5 = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [1.0, 1.0]])
 
@@ -92,3 +92,10 @@ def test_one_budget_rule_for_every_consumer():
     metrics = final_metrics({k: torch.tensor(v, dtype=torch.float64) for k, v in table.items()}
                             | {"val_loss": F[:, 1], "minibatch_loss": F[:, 1]}, (1.1, 1.0))
     assert metrics["final/train_loss_at_density_0.02"] == pytest.approx(0.3)
+
+
+def test_a_density_floor_makes_every_sparser_network_count_as_at_the_floor():
+    F = torch.tensor([[0.001, 0.5], [0.005, 0.3], [0.02, 0.2], [0.1, 0.1], [0.5, 0.05]])
+    assert 0 in survival(F, 4).tolist()  # the sparsest is an extreme of the front: kept
+    assert sorted(survival(floored(F, 0.01), 4).tolist()) == [1, 2, 3, 4]  # now dominated by row 1
+    assert floored(F, None) is F and torch.equal(floored(F, 0.01)[:, 1], F[:, 1])

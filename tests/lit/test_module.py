@@ -21,7 +21,7 @@ def test_a_classifier_is_selected_on_its_held_out_error_rate_and_steps_on_its_tr
     data = ArrayDataModule("digits", batch_size=32, normalize="standard")
     data.setup()
     torch.manual_seed(0)
-    module = _module(MLP(inputs=64, widths=[16], outputs=10), "classification")
+    module = _module(MLP(inputs=64, widths=[16], classes=10), "classification")
     X = torch.randn(3, module.flat.dim) * 0.3
     train_batch = data.stream.batch(0)[:2]
     held_out = data.selection_stream().batch(0)[:2]

@@ -34,7 +34,7 @@ def _save_layer(path, module: nn.Module) -> None:
 def _stacked_layer1(tmp_path) -> StackedAutoencoder:
     torch.manual_seed(1)
     _save_layer(tmp_path / "layer0.pt", TiedAutoencoder(30, 12))
-    return StackedAutoencoder(widths=[30, 12, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
+    return StackedAutoencoder(30, [12, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
 
 
 CASES = {
@@ -106,7 +106,7 @@ def test_stacked_layer_evolves_only_its_own_weights_on_the_frozen_code(tmp_path)
     torch.manual_seed(1)
     first = TiedAutoencoder(30, 12)
     _save_layer(tmp_path / "layer0.pt", first)
-    second = StackedAutoencoder(widths=[30, 12, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
+    second = StackedAutoencoder(30, [12, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
     assert [n for n, _ in second.named_parameters()] == ["weight", "hidden_bias", "output_bias"]
     assert FlatParams(second).dim == 12 * 5 + 5 + 12
     x = torch.rand(4, 30)
@@ -117,16 +117,16 @@ def test_stacked_layer_evolves_only_its_own_weights_on_the_frozen_code(tmp_path)
         assert second(x).shape == (4, 12)
     # layer 2: one file per lower layer (parameters only, as train writes them) = one full stacked state
     _save_layer(tmp_path / "layer1.pt", second)
-    from_list = StackedAutoencoder([30, 12, 5, 3], layer=2, previous=[str(tmp_path / "layer0.pt"),
+    from_list = StackedAutoencoder(30, [12, 5, 3], layer=2, previous=[str(tmp_path / "layer0.pt"),
                                                                        str(tmp_path / "layer1.pt")])
     torch.save({"state_dict": second.state_dict()}, tmp_path / "layer1_full.pt")  # with its frozen buffers
-    from_full = StackedAutoencoder([30, 12, 5, 3], layer=2, previous=str(tmp_path / "layer1_full.pt"))
+    from_full = StackedAutoencoder(30, [12, 5, 3], layer=2, previous=str(tmp_path / "layer1_full.pt"))
     torch.testing.assert_close(from_list.layer_input(x), from_full.layer_input(x))
     torch.testing.assert_close(from_full.layer_input(x), second.encode(x))
     with pytest.raises(ValueError, match="model.previous"):
-        StackedAutoencoder([30, 10, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
+        StackedAutoencoder(30, [10, 5], layer=1, previous=str(tmp_path / "layer0.pt"))
     with pytest.raises(ValueError, match="model.previous"):
-        StackedAutoencoder([30, 12, 5], layer=1)
+        StackedAutoencoder(30, [12, 5], layer=1)
 
 
 def _loss_min(cfg) -> list[float]:
@@ -147,7 +147,7 @@ FAMILIES = {
             "data.batch_size=64", "trainer.max_steps=12"],
     "lstm": ["model=lstm", "model.hidden=8", *SUBSET, *CE, "data.batch_size=128", "trainer.max_steps=25"],
     "lenet5": ["model=lenet5", "~model.hidden", *SUBSET, *CE, "data.batch_size=128", "trainer.max_steps=15"],
-    "stacked_ae": ["model=stacked_ae", "~model.hidden", "model.widths=[784,16,8]", "data.limit=300", *SHORT],
+    "stacked_ae": ["model=stacked_ae", "~model.hidden", "model.widths=[16,8]", "data.limit=300", *SHORT],
     "user_module": ["model._target_=tests.models.test_families.UntiedAutoencoder", "~model.sign_agreement",
                     "data.limit=300", *SHORT],
 }
@@ -169,7 +169,7 @@ def test_family_trains_end_to_end(family, compose_cfg, tmp_path):
 
 def test_stacked_layer1_evolves_from_the_layer0_run(compose_cfg, tmp_path):
     """Layer-wise training through the entry point: layer 1 loads layer 0's knee and evolves on its code."""
-    common = ("model=stacked_ae", "~model.hidden", "model.widths=[784,16,8]", "data.limit=300",
+    common = ("model=stacked_ae", "~model.hidden", "model.widths=[16,8]", "data.limit=300",
               "optimizer.pop_size=6", "optimizer.compile=false", "trainer.max_steps=2")
     train(compose_cfg(*common, run="layer0"))
     knee_path = tmp_path / "layer0" / "knee_model.pt"
@@ -178,7 +178,7 @@ def test_stacked_layer1_evolves_from_the_layer0_run(compose_cfg, tmp_path):
     train(cfg)
     losses = _loss_min(cfg)
     assert losses[-1] < losses[0]
-    model = StackedAutoencoder([784, 16, 8], layer=1, previous=str(knee_path))
+    model = StackedAutoencoder(784, [16, 8], layer=1, previous=str(knee_path))
     knee = torch.load(knee_path, weights_only=True)["state_dict"]
     assert torch.equal(model.frozen_weight_0, knee["weight"]) and torch.equal(model.frozen_bias_0, knee["hidden_bias"])
     layer1 = torch.load(tmp_path / "layer1" / "knee_model.pt", weights_only=True)["state_dict"]

@@ -16,40 +16,50 @@ from tests.conftest import ROOT
 PIN = "defaults:\n  - override /optimizer: gemonn\n"  # as the real presets pin the faithful method
 TINY = {
     "conf/experiment/dvc_default.yaml": (
-        "# @package _global_\n" + PIN + "experiment_name: dvc_default\nmodel: {hidden: 8}\n"
+        "# @package _global_\n" + PIN + "preset: dvc_default\nmodel: {hidden: 8}\n"
         "optimizer: {pop_size: 6, compile: false}\n"
         "trainer: {max_steps: 3, val_check_interval: 3}\n"
     ),
     "conf/experiment/ablation_popsize.yaml": (
-        "# @package _global_\n" + PIN + "experiment_name: ablation_popsize\nmodel: {hidden: 8}\n"
+        "# @package _global_\n" + PIN + "preset: ablation_popsize\nmodel: {hidden: 8}\n"
         "optimizer: {compile: false}\n"
         "trainer: {max_steps: 2, val_check_interval: 2}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer.pop_size: 4,6\n"
     ),
     "conf/experiment/ablation_sparsity.yaml": (
-        "# @package _global_\n" + PIN + "experiment_name: ablation_sparsity\nmodel: {hidden: 8}\n"
+        "# @package _global_\n" + PIN + "preset: ablation_sparsity\nmodel: {hidden: 8}\n"
         "optimizer: {pop_size: 4, compile: false}\ntrainer: {max_steps: 2, val_check_interval: 2}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer.sparsity_preservation: 0.0,1.0\n"
     ),
     "conf/experiment/stacked_mnist5k.yaml": (
         "# @package _global_\ndefaults:\n  - override /model: stacked_ae\n  - override /optimizer: gemonn\n"
-        "experiment_name: stacked_mnist5k\n"
-        "model: {widths: [784, 8, 4]}\noptimizer: {pop_size: 4, compile: false}\n"
+        "preset: stacked_mnist5k\n"
+        "model: {widths: [8, 4]}\noptimizer: {pop_size: 4, compile: false}\n"
         "trainer: {max_steps: 2, val_check_interval: 2}\ndownstream: {seeds: 1, epochs: 1}\n"
     ),
     "conf/experiment/ablation_plus.yaml": (
-        "# @package _global_\ndefaults:\n  - override /optimizer: gemonn_plus\nexperiment_name: ablation_plus\n"
+        "# @package _global_\ndefaults:\n  - override /optimizer: gemonn_plus\npreset: ablation_plus\n"
         "model: {hidden: 8}\noptimizer: {pop_size: 4, warmup: 1, compile: false}\n"
         "trainer: {max_steps: 3, val_check_interval: 3}\n"
         "hydra:\n  sweeper:\n    params:\n      +plus_off: none,warmup\n"
     ),
     "conf/experiment/compare_ae_small.yaml": (
-        "# @package _global_\nexperiment_name: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
+        "# @package _global_\npreset: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn,pymoo_nsga2,adam\n"
     ),
+    "conf/experiment/plus_vs_imp_small.yaml": (
+        "# @package _global_\npreset: plus_vs_imp_small\nmodel: {hidden: 8}\nbudget: 40\n"
+        "trainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus,imp\n"
+    ),
+    "conf/experiment/bench_ae.yaml": (
+        "# @package _global_\npreset: bench_ae\nscore_test: true\nmodel: {hidden: 8}\nbudget: 40\n"
+        "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus,imp\n      seed: 0,1\n"
+    ),
     **{f"conf/experiment/bench_{task}.yaml": (
-        "# @package _global_\n" + model + f"experiment_name: bench_{task}\nscore_test: true\n{size}budget: 40\n"
+        "# @package _global_\n" + model + f"preset: bench_{task}\nscore_test: true\n{size}budget: 40\n"
         "trainer: {val_check_interval: 1000}\n"
         "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus,imp\n      seed: 0,1\n"
     ) for task, model, size in (
@@ -78,9 +88,10 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small",
-          "bench_mlp", "bench_lenet5")
-BENCH = {"bench@mlp", "bench@lenet5", "bench_check@mlp", "bench_check@lenet5"}
+SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small", "plus_vs_imp_small",
+          "bench_mlp", "bench_lenet5", "bench_ae")
+BENCH = {"bench@mlp", "bench@lenet5", "bench@ae", "bench_check@mlp", "bench_check@lenet5"}
+COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}  # compare_full is frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
            "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
@@ -89,8 +100,10 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
            "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
            "reports/compare_ae_small/reconstructions.png",
+           "reports/plus_vs_imp_small/table.md", "reports/plus_vs_imp_small/fronts.png",
            "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png",
-           "reports/bench/leaderboard.md", "reports/bench/leaderboard.csv", "reports/bench/fronts_mlp.png")
+           "reports/bench/leaderboard.md", "reports/bench/leaderboard.csv", "reports/bench/fronts_mlp.png",
+           "reports/bench/fronts_ae.png")
 
 
 def _nothing_deleted(repo: Path) -> None:
@@ -124,7 +137,7 @@ def reproduced(repo) -> Path:
     """The tiny repository after its first ``dvc repro``."""
     first = _dvc(repo, "repro")
     assert _ran(first) == {"prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity",
-                           "ablate_plus", "stack", "compare", "report", *BENCH, "leaderboard"}
+                           "ablate_plus", "stack", *COMPARE, "report", *BENCH, "leaderboard"}
     return repo
 
 
@@ -148,7 +161,7 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
             repo / "reports/sweeps/ablation_popsize" / job["name"]).iterdir()}
     assert not [p for s in SWEEPS for p in (repo / "reports/sweeps" / s).rglob("*model*")]
     board = (repo / "reports/bench/leaderboard.md").read_text()
-    assert "## mlp" in board and "## lenet5" in board and "| density ≤ | gemonn_plus | imp |" in board
+    assert "## mlp" in board and "## lenet5" in board and "## ae" in board and "| density ≤ | gemonn_plus | imp |" in board
 
     metrics = _dvc(repo, "metrics", "show", "--json")  # the headline figures and the leaderboard
     for name in ("compare_ae_small/headline.json", "bench/leaderboard.json", "dvc_default/metrics.json"):
@@ -190,7 +203,7 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
 
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
-    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "compare", *BENCH,
+    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", *COMPARE, *BENCH,
                          "leaderboard"}
     _nothing_deleted(clone)
 

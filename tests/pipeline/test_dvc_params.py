@@ -27,8 +27,13 @@ def _stages():
             yield name, stage
 
 
+def _commands(stage: dict) -> list[str]:
+    """A stage's commands: its ``cmd``, or each of a list (the frozen compare_full: a sweep, then its report)."""
+    return stage["cmd"] if isinstance(stage["cmd"], list) else [stage["cmd"]]
+
+
 def _hydra_stages():
-    return [(n, s) for n, s in _stages() if shlex.split(s["cmd"])[0] in READS]
+    return [(n, s) for n, s in _stages() if any(shlex.split(c)[0] in READS for c in _commands(s))]
 
 
 def _compose(overrides):
@@ -80,7 +85,8 @@ def listed(stage: dict) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize("name, stage", _hydra_stages(), ids=[n for n, _ in _hydra_stages()])
 def test_every_config_file_a_stage_reads_is_a_param_or_dep(name, stage):
     params, deps = listed(stage)
-    missing = [f for f in sorted(files_read(stage["cmd"]))
+    read = set().union(*(files_read(c) for c in _commands(stage) if shlex.split(c)[0] in READS))
+    missing = [f for f in sorted(read)
                if f not in params and not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
     assert not missing, f"stage {name} reads {missing} but lists neither as a whole-file param nor a dep"
 
@@ -137,7 +143,8 @@ def modules_listed(deps: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("name, stage", list(_stages()), ids=[n for n, _ in _stages()])
 def test_a_stage_depends_on_exactly_the_pipeline_modules_it_runs(name, stage):
-    run, listed_ = modules_run(stage["cmd"]), modules_listed(set(stage.get("deps", [])))
+    run = set().union(*(modules_run(c) for c in _commands(stage)))
+    listed_ = modules_listed(set(stage.get("deps", [])))
     assert not run - listed_, f"stage {name} runs {sorted(run - listed_)} but does not list them as deps"
     assert not listed_ - run, f"stage {name} lists {sorted(listed_ - run)} as deps but never imports them"
 

@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 # what the run must not inherit: each would point it back at the clone or at another store
 CLONE_VARS = ("GGEVO_ROOT", "DVC_ROOT", "GGEVO_CONF", "MLFLOW_TRACKING_URI", "GGEVO_SWEEP_PARENT", "PYTHONPATH")
 # a preset of the user's own, outside the package, for --config-dir
-USER_PRESET = ("# @package _global_\ndefaults:\n  - override /optimizer: gemonn\nexperiment_name: mine\n"
+USER_PRESET = ("# @package _global_\ndefaults:\n  - override /optimizer: gemonn\npreset: mine\n"
                "model: {hidden: 8}\ndata: {batch_size: 32, limit: 300}\noptimizer: {pop_size: 4, compile: false}\n"
                "trainer: {max_steps: 2, val_check_interval: 2}\ncheckpoint: {every_n_steps: 2}\n")
 

@@ -62,7 +62,7 @@ class GEMONN(PopulationOptimizer):
         seed: int = 0,
         compile: bool | str = "auto",
         offspring: int | None = None,
-        crossover_rate: float = 1.0,
+        crossover_prob: float = 1.0,
         exempt_biases: bool = False,
         min_density: float | None = None,
         prune_probability: float = 0.5,
@@ -125,7 +125,7 @@ class GEMONN(PopulationOptimizer):
     # ------------------------------------------------------------ generation
     def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """Children (2P×D) of ``pairs`` (2×P), row ``j`` in the place of parent ``pairs.reshape(-1)[j]``;
-        with ``crossover_rate`` < 1 the pairs left uncrossed pass on copies of their parents."""
+        with ``crossover_prob`` < 1 the pairs left uncrossed pass on copies of their parents."""
         hp = self.hp
         lo, hi = self.bounds()
         guided = hp["crossover"] == "grad_sbx"
@@ -138,10 +138,10 @@ class GEMONN(PopulationOptimizer):
                 generator=self.generator, compiled=self._compiled(),
             ))
 
-        if hp["crossover_rate"] >= 1.0:
+        if hp["crossover_prob"] >= 1.0:
             return kernel(pairs).view(-1, X.shape[1])
         children = X[pairs.reshape(-1)].view(2, pairs.shape[1], -1)
-        crossed = (torch.rand(pairs.shape[1], generator=self.generator) < hp["crossover_rate"]).nonzero().squeeze(1)
+        crossed = (torch.rand(pairs.shape[1], generator=self.generator) < hp["crossover_prob"]).nonzero().squeeze(1)
         if len(crossed):
             children[:, crossed.to(X.device)] = kernel(pairs[:, crossed])
         return children.view(-1, X.shape[1])

@@ -8,7 +8,7 @@ Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithfu
 individual one masked Adam step from the gradient its evaluation gave, with moments that
 travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
 ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
-child's smallest weights; ``crossover_rate`` < 1 copies some pairs unchanged; ``offspring``
+child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
 dense networks are not lost to sparse ones before either has learnt anything. ``trunk``
 generations before those train the densest initial network alone (one evaluation each); then
@@ -60,7 +60,7 @@ def gemonn_options(o: dict) -> dict:
     offspring = o["offspring"]
     _check(offspring is None or (isinstance(offspring, int) and offspring >= 2 and offspring % 2 == 0),
            "offspring", f"must be null (= pop_size) or an even integer ≥ 2, got {offspring!r}")
-    _check(0.0 <= o["crossover_rate"] <= 1.0, "crossover_rate", f"must be a probability, got {o['crossover_rate']}")
+    _check(0.0 <= o["crossover_prob"] <= 1.0, "crossover_prob", f"must be a probability, got {o['crossover_prob']}")
     _check(o["min_density"] is None or 0.0 < o["min_density"] <= 1.0, "min_density",
            f"must be null or in (0, 1], got {o['min_density']}")
     _check(0.0 <= o["prune_probability"] <= 1.0, "prune_probability",
@@ -75,7 +75,7 @@ def gemonn_options(o: dict) -> dict:
         reevaluate_parents=bool(o["reevaluate_parents"]), init=o["init"], graded_density=bool(o["graded_density"]),
         weight_bound=float(o["weight_bound"]), bias_bound=float(o["bias_bound"]),
         hv_ref=tuple(float(v) for v in o["hv_ref"]), seed=int(o["seed"]),
-        offspring=offspring, crossover_rate=float(o["crossover_rate"]), exempt_biases=bool(o["exempt_biases"]),
+        offspring=offspring, crossover_prob=float(o["crossover_prob"]), exempt_biases=bool(o["exempt_biases"]),
         min_density=o["min_density"], prune_probability=float(o["prune_probability"]),
         prune_fraction=float(o["prune_fraction"]), local_search_lr=float(o["local_search_lr"]),
         inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]), trunk=int(o["trunk"]),

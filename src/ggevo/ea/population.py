@@ -22,6 +22,10 @@ Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
 
 
+# options renamed since checkpoints were written with them (old name -> new)
+RENAMED_OPTIONS = {"crossover_rate": "crossover_prob"}
+
+
 def check_option(ok: bool, key: str, message: str) -> None:
     """A bad option fails as one line naming its key: ``optimizer.<key>: <message>``."""
     if not ok:
@@ -60,6 +64,9 @@ class PopulationOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
+        for old, new in RENAMED_OPTIONS.items():  # a checkpoint from before an option was renamed
+            if old in self.hp:
+                self.hp.setdefault(new, self.hp.pop(old))
         for key, value in self.defaults.items():  # a checkpoint from before an option existed
             self.hp.setdefault(key, value)
         if "rng" in self.run_state:

@@ -19,7 +19,8 @@ def _stats(metrics: dict) -> str:
 
 
 class GenerationProgress(pl.Callback):
-    """A live bar on a terminal; elsewhere (logs, CI, sweeps) a plain line every ``1/lines`` of the run."""
+    """A live bar on a terminal; elsewhere (logs, CI, sweeps) a plain line every ``1/lines`` of the run (every
+    ``ceil(max_steps / lines)`` steps: at most ``lines`` of them, plus the first and the last)."""
 
     def __init__(self, lines: int = 10):
         self.lines = max(1, lines)
@@ -44,7 +45,7 @@ class GenerationProgress(pl.Callback):
         step, stats = trainer.global_step, _stats(getattr(pl_module, PROGRESS, {}))
         if self._progress is not None:
             self._progress.update(self._task, completed=step, stats=stats)
-        elif step == 1 or step % max(1, trainer.max_steps // self.lines) == 0 or step == trainer.max_steps:
+        elif step == 1 or step % max(1, -(-trainer.max_steps // self.lines)) == 0 or step == trainer.max_steps:
             print(f"step {step}/{trainer.max_steps}  {stats}", flush=True)
 
     def on_train_end(self, trainer, pl_module) -> None:

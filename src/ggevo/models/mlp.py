@@ -1,4 +1,4 @@
-"""A deep fully-connected classifier: ``inputs → widths… → outputs`` logits."""
+"""A deep fully-connected classifier: ``inputs → widths… → classes`` logits."""
 
 from __future__ import annotations
 
@@ -18,22 +18,22 @@ def activation_layer(name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """Linear layers of ``widths`` with ``activation`` between them, then a linear layer to ``outputs`` logits.
+    """Linear layers of ``widths`` with ``activation`` between them, then a linear layer to ``classes`` logits.
 
-    Input (n×inputs), flattened first; output (n×outputs).
+    Input (n×inputs), flattened first; output (n×classes).
     """
 
-    def __init__(self, inputs: int, widths: Sequence[int], outputs: int, activation: str = "relu"):
+    def __init__(self, inputs: int, widths: Sequence[int], classes: int, activation: str = "relu"):
         super().__init__()
-        sizes = [int(inputs), *(int(w) for w in widths), int(outputs)]
+        sizes = [int(inputs), *(int(w) for w in widths), int(classes)]
         if min(sizes) <= 0:
-            raise ValueError(f"model.inputs/widths/outputs must be positive, got {sizes}")
+            raise ValueError(f"model.inputs/widths/classes must be positive, got {sizes}")
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
             layers += [nn.Linear(fan_in, fan_out), activation_layer(activation)]
         layers.append(nn.Linear(sizes[-2], sizes[-1]))
         self.layers = nn.Sequential(*layers)
-        self.inputs, self.outputs = sizes[0], sizes[-1]
+        self.inputs, self.classes = sizes[0], sizes[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.flatten(1))

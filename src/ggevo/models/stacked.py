@@ -41,35 +41,36 @@ def load_encoders(previous: str | Sequence[str]) -> list[Encoder]:
 
 
 class StackedAutoencoder(TiedAutoencoder):
-    """Layer ``layer`` of a ``widths[0]-widths[1]-…`` stack: a tied autoencoder ``widths[k] → widths[k+1]``
+    """Layer ``layer`` of an ``inputs-widths[0]-widths[1]-…`` stack (``sizes``: the input, then each hidden
+    width, as ``MLP`` takes them): a tied autoencoder ``sizes[k] → sizes[k+1]``
     whose input is the data encoded by the frozen layers ``< k``.
 
     The frozen encoders are buffers (``frozen_weight_i``, ``frozen_bias_i``), so only this layer's
     ``weight``, ``hidden_bias`` and ``output_bias`` are parameters, i.e. evolved. ``forward(x)``
-    returns the reconstruction (n×widths[k]) of ``layer_input(x)``, not of ``x``; for ``layer=0``
+    returns the reconstruction (n×sizes[k]) of ``layer_input(x)``, not of ``x``; for ``layer=0``
     the two coincide. ``encode(x)`` runs the whole stack from the data to this layer's code.
     """
 
-    def __init__(self, widths: Sequence[int] = (784, 500, 250), layer: int = 0,
+    def __init__(self, inputs: int = 784, widths: Sequence[int] = (500, 250), layer: int = 0,
                  previous: str | Sequence[str] | None = None, sign_agreement: bool = False):
-        widths = [int(w) for w in widths]
-        if not 0 <= layer < len(widths) - 1:
-            raise ValueError(f"model.layer: must be in 0..{len(widths) - 2} for widths {widths}, got {layer}")
-        super().__init__(widths[layer], widths[layer + 1], sign_agreement)
-        self.widths, self.layer = widths, layer
+        sizes = [int(inputs), *(int(w) for w in widths)]
+        if not 0 <= layer < len(sizes) - 1:
+            raise ValueError(f"model.layer: must be in 0..{len(sizes) - 2} for model.widths {sizes[1:]}, got {layer}")
+        super().__init__(sizes[layer], sizes[layer + 1], sign_agreement)
+        self.sizes, self.layer = sizes, layer
         if layer > 0 and previous is None:
             raise ValueError(f"model.previous: layer {layer} needs the knee_model.pt of layer {layer - 1}'s run")
         encoders = load_encoders(previous) if layer > 0 else []
-        expected = [(widths[i + 1], widths[i]) for i in range(layer)]
+        expected = [(sizes[i + 1], sizes[i]) for i in range(layer)]
         if [tuple(w.shape) for w, _ in encoders] != expected:
             raise ValueError(f"model.previous: encoders of shapes {[tuple(w.shape) for w, _ in encoders]} "
-                             f"do not stack to layer {layer} of widths {widths} (need {expected})")
+                             f"do not stack to layer {layer} of sizes {sizes} (need {expected})")
         for i, (w, b) in enumerate(encoders):
             self.register_buffer(f"frozen_weight_{i}", w)
             self.register_buffer(f"frozen_bias_{i}", b)
 
     def layer_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The data (n×widths[0]) through the frozen encoders: this layer's input and reconstruction target."""
+        """The data (n×inputs) through the frozen encoders: this layer's input and reconstruction target."""
         h = x.flatten(1)
         for i in range(self.layer):
             h = torch.sigmoid(nn.functional.linear(h, getattr(self, f"frozen_weight_{i}"),
@@ -77,5 +78,5 @@ class StackedAutoencoder(TiedAutoencoder):
         return h
 
     def encode(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """This layer's code (n×widths[k+1]) of the data ``x`` (n×widths[0])."""
+        """This layer's code (n×sizes[k+1]) of the data ``x`` (n×inputs)."""
         return super().encode(self.layer_input(x), weight)

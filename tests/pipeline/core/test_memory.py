@@ -40,6 +40,7 @@ def _faults(setting: str) -> tuple[bool, float]:
     return took == "True", float(faults)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_reused_memory_takes_a_fraction_of_the_page_faults():
     took, on = _faults("on")

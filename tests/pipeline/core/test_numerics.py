@@ -43,6 +43,7 @@ def _probe(mode: str) -> bytes:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_flushing_reaches_every_thread_and_off_restores_the_default_numbers():
     flush_denormals(False)  # a child process can start in its parent's mode (seen here): start it in the default
     default, on, off = _probe("default"), _probe("on"), _probe("off")

@@ -72,12 +72,13 @@ def test_a_missing_config_is_one_line_naming_the_folder(outside, monkeypatch, ca
         paths.config_dir()
 
 
+@pytest.mark.slow
 def test_config_dir_adds_a_users_preset_beside_the_projects_configs(tmp_path):
     (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nexperiment_name: mine\nseed: 7\n")
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\npreset: mine\nseed: 7\n")
     proc = subprocess.run([sys.executable, "-m", "ggevo.train", "--config-dir", str(tmp_path), "experiment=mine",
                            "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert "experiment_name: mine" in lines and "seed: 7" in lines
+    assert "preset: mine" in lines and "seed: 7" in lines
     assert "  _target_: ggevo.models.TiedAutoencoder" in lines  # the rest from the project's conf/

@@ -164,7 +164,7 @@ def test_a_record_of_the_older_form_is_refused_naming_the_way_out(tmp_path):
 
 def test_a_resumed_run_writes_every_generation_into_its_history_once(tmp_path):
     """A resume replays the generations after its checkpoint; the history, as MLflow's, holds each once."""
-    from tests.pipeline.test_record import _KeepCheckpointOf
+    from tests.pipeline.records import KeepCheckpointOf as _KeepCheckpointOf
 
     kept = tmp_path / "run" / "at2.ckpt"
     steps = ("trainer.val_check_interval=2", "checkpoint.every_n_steps=1", f"run_dir={tmp_path / 'run'}")

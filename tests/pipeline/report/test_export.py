@@ -9,7 +9,7 @@ import torch
 
 from ggevo.lit.tasks import extra_scores, loss_for
 from ggevo.pipeline.record.front_csv import read_front_csv
-from ggevo.pipeline.report.evaluate import load_run
+from ggevo.pipeline.report.held_out import load_run
 from ggevo.pipeline.report.export import export_member, load_exported, register_member
 from ggevo.pipeline.run.train import train
 from ggevo.pipeline.score.artifacts import choose_member
@@ -55,6 +55,7 @@ def test_exported_member_reloads_with_its_logged_loss(compose_cfg, tmp_path, sel
     assert json.loads((run_dir / "export" / "model.json").read_text())["nonzeros"] == record["nonzeros"]
 
 
+@pytest.mark.slow
 def test_export_cli_fails_in_one_line_on_an_impossible_budget(compose_cfg, tmp_path):
     train(compose_cfg("trainer.max_steps=2"))
     proc = subprocess.run([sys.executable, "-m", "ggevo.pipeline.report.export", str(tmp_path / "run"), "--select",

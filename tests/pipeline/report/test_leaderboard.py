@@ -11,10 +11,12 @@ import torch
 
 from ggevo.pipeline.record.front_csv import read_front_csv, write_front_csv
 from ggevo.pipeline.record.sweep_record import read_record
-from ggevo.pipeline.report.evaluate import evaluate_run
+from ggevo.pipeline.report.held_out import evaluate_run
 from ggevo.pipeline.report.bench import BUDGETS, pick, read_task
 from ggevo.pipeline.report.leaderboard import leaderboard
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # every test reads the record of a real multirun (the bench fixture)
 
 JOBS = {"0": ("gemonn_plus", "0"), "1": ("gemonn_plus", "1"), "2": ("imp", "0"), "3": ("imp", "1")}
 

@@ -8,12 +8,12 @@ import torch
 
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.record.front_csv import read_front_csv
-from ggevo.pipeline.report.evaluate import evaluate_downstream, evaluate_run, load_run
+from ggevo.pipeline.report.held_out import evaluate_downstream, evaluate_run, load_run
 from ggevo.pipeline.run.train import train
 from ggevo.pipeline.score.artifacts import choose_member
-from ggevo.pipeline.score.downstream import FineTune, classifier_for, fine_tune
+from ggevo.pipeline.score.downstream import ClassifierRecipe, classifier_for, fine_tune
 
-QUICK = FineTune(epochs=10, lr=0.1, momentum=0.9, batch_size=32)
+QUICK = ClassifierRecipe(epochs=10, lr=0.1, momentum=0.9, batch_size=32)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from ggevo.pipeline.run.build import build_data
 from ggevo.pipeline.score.artifacts import choose_member
 from ggevo.pipeline.stack.stack import train_stack
 
-STACK = ("model=stacked_ae", "~model.hidden", "model.widths=[784,16,8]", "data.limit=300",
+STACK = ("model=stacked_ae", "~model.hidden", "model.widths=[16,8]", "data.limit=300",
          "optimizer.pop_size=6", "optimizer.compile=false", "trainer.max_steps=4",
          "trainer.val_check_interval=100", "checkpoint.every_n_steps=100")
 

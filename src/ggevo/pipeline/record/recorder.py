@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
@@ -39,20 +38,11 @@ from ggevo.pipeline.core.files import Writer, write_atomically
 from ggevo.pipeline.core.interrupts import shielded
 from ggevo.pipeline.record.history import HISTORY, History, add_to_history, write_history_csv
 from ggevo.pipeline.record.models import KNEE_MODEL, dataset_input, log_model_to_run
-from ggevo.pipeline.record.store import artifact_location, open_store, tracking_uri
-from ggevo.pipeline.record.tracking import EXPERIMENT_KIND
+from ggevo.pipeline.record.store import artifact_location, ensure_experiment, open_store, tracking_uri
 
 STATUS_ORDER = ("FINISHED", "KILLED", "FAILED")  # a parent run ends with the worst of its children's
 RUN_JSON = "run.json"
 FLUSH_SECONDS = 1.0  # metrics are stored at most this long after they are logged (and at every checkpoint)
-
-
-def experiment_artifact_location(cfg: DictConfig) -> tuple[str | None, str]:
-    """Where this run's artifacts would go (the experiment's location if it exists) and the setting naming it."""
-    exp = open_store(tracking_uri(cfg)).get_experiment_by_name(str(cfg.logger.experiment_name))
-    if exp is None:
-        return artifact_location(cfg), "logger.artifact_location"
-    return exp.artifact_location, f"experiment '{exp.name}' artifact location"
 
 
 def unique_run_name(prefix: str) -> str:
@@ -64,24 +54,6 @@ def failure_reason(err: BaseException) -> str:
     """One line naming what went wrong, for the ``ggevo.failure`` tag."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
-
-
-def ensure_experiment(client, name: str, location: str | None) -> str:
-    """The id of experiment ``name``, created if new (another run may create it at the same moment);
-    every experiment ggevo records into carries ``EXPERIMENT_KIND`` (an older one without a kind gets
-    it; a kind a user set stays)."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
-        except MlflowException:  # another run created it in the meantime
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    for key, value in EXPERIMENT_KIND.items():
-        if key not in exp.tags:
-            client.set_experiment_tag(exp.experiment_id, key, value)
-    return exp.experiment_id
 
 
 class Recorder(Logger):

@@ -15,11 +15,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import default_tracking_uri
+from ggevo.pipeline.record.tracking import EXPERIMENT_KIND
 
 TIMEOUT_S = 5.0
 
@@ -107,3 +109,29 @@ def open_store(uri: str) -> MlflowClient:
         client = MlflowClient(uri)  # builds the store: creates or migrates the schema
         client.search_experiments(max_results=1)
     return client
+
+
+def experiment_artifact_location(cfg: DictConfig) -> tuple[str | None, str]:
+    """Where this run's artifacts would go (the experiment's location if it exists) and the setting naming it."""
+    exp = open_store(tracking_uri(cfg)).get_experiment_by_name(str(cfg.logger.experiment_name))
+    if exp is None:
+        return artifact_location(cfg), "logger.artifact_location"
+    return exp.artifact_location, f"experiment '{exp.name}' artifact location"
+
+
+def ensure_experiment(client, name: str, location: str | None) -> str:
+    """The id of experiment ``name``, created if new (another run may create it at the same moment);
+    every experiment ggevo records into carries ``EXPERIMENT_KIND`` (an older one without a kind gets
+    it; a kind a user set stays)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        except MlflowException:  # another run created it in the meantime
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id

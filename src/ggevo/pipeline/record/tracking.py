@@ -45,7 +45,7 @@ def git_commit() -> str:
 def run_tags(cfg: DictConfig) -> dict[str, str]:
     commit = git_commit()
     tags = {"git_commit": commit, "dataset": str(cfg.data.name), "ggevo.role": "train", "pid": str(os.getpid()),
-            "experiment_preset": str(cfg.get("experiment_name") or "default"),
+            "experiment_preset": str(cfg.get("preset") or "default"),
             # MLflow's own provenance tags, which its UI shows as the run's source and commit
             "mlflow.source.name": "ggevo-train", "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": commit}
     parent = cfg.logger.get("parent_run_id") or sweep_parent()

@@ -19,7 +19,6 @@ from ggevo.lit.clock import RunClock
 from ggevo.lit.gradient import GradientModule
 from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
 from ggevo.lit.module import EvolutionModule
-from ggevo.lit.progress import GenerationProgress
 from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import rooted
@@ -102,4 +101,20 @@ def build_trainer(cfg: DictConfig, recorder: Recorder, out: Path, clock: RunCloc
     last = out / "checkpoints" / "last.ckpt"
     return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out),
                        callbacks=[StoreBeforeCheckpoint(), checkpoints, CheckpointOnInterrupt(last),
-                                  GenerationProgress(), clock, *callbacks])
+                                  *build_callbacks(cfg), clock, *callbacks])
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The ``callbacks`` group's entries (conf/callbacks/default.yaml), in order; a wrong one fails in one line."""
+    built = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None:
+            continue
+        try:
+            callback = instantiate(spec)
+        except InstantiationException as err:
+            raise ConfigError(f"callbacks.{name}: {err.__cause__ or err}".splitlines()[0]) from err
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(f"callbacks.{name}: {type(callback).__name__} is not a Lightning callback")
+        built.append(callback)
+    return built

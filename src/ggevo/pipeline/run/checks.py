@@ -25,9 +25,9 @@ from omegaconf import DictConfig
 from ggevo.lit.config_stamp import STAMP_KEY
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import rooted
-from ggevo.pipeline.record.recorder import close_run, experiment_artifact_location
-from ggevo.pipeline.record.store import open_store
-from ggevo.pipeline.record.store import check_artifact_store, check_store, tracking_uri, uri_key, writable
+from ggevo.pipeline.record.recorder import close_run
+from ggevo.pipeline.record.store import (check_artifact_store, check_store, experiment_artifact_location, open_store,
+                                        tracking_uri, uri_key, writable)
 from ggevo.pipeline.record.tracking import flatten_config
 
 # what a resumed run must share with its checkpoint (where the data files live, and whether the

@@ -16,6 +16,7 @@ from ggevo.pipeline.core.numerics import apply_numerics_setting
 from ggevo.pipeline.core.paths import config_dir, rooted
 from ggevo.pipeline.core.threads import set_job_threads
 from ggevo.pipeline.record.store import writable
+from ggevo.pipeline.core.renamed import check_renamed_overrides
 
 # FloatingPointError: a gradient baseline whose loss diverged (it names the step and the fix)
 USER_ERRORS = (ConfigError, DataConfigError, DataUnavailableError, FileNotFoundError, FloatingPointError)
@@ -57,6 +58,7 @@ def hydra_entry(task: Callable[[DictConfig], object]) -> Callable[[], None]:
         try:
             conf = config_dir()
             check_output_overrides(sys.argv[1:])
+            check_renamed_overrides(sys.argv[1:])
         except (FileNotFoundError, ConfigError) as err:
             fail(err)
         hydra.main(config_path=str(conf), config_name="config", version_base="1.3")(guarded)()

@@ -18,7 +18,7 @@ from ggevo.lit.module import EvolutionModule
 from ggevo.pipeline.record.front_csv import write_front_csv
 from ggevo.pipeline.run.build import build_model
 from ggevo.pipeline.score.artifacts import final_metrics, front_table, pareto_plot
-from ggevo.pipeline.score.downstream import FineTune, downstream_record
+from ggevo.pipeline.score.downstream import ClassifierRecipe, downstream_record
 from ggevo.pipeline.score.reconstructions import autoencoder_record
 
 
@@ -131,7 +131,7 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
         metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
     if cfg.get("downstream") and cfg.downstream.seeds > 0:
         d = cfg.downstream
-        recipe = FineTune(epochs=d.epochs, lr=d.lr, momentum=d.momentum, batch_size=cfg.data.batch_size)
+        recipe = ClassifierRecipe(epochs=d.epochs, lr=d.lr, momentum=d.momentum, batch_size=cfg.data.batch_size)
         found, result.downstream = downstream_record(module.evaluator.flat.module, X.cpu(), table, data, d.select,
                                                      list(range(d.seeds)), recipe)
         metrics.update(found)

@@ -15,6 +15,7 @@ from ggevo.lit.module import SELECT_ON
 from ggevo.lit.sparse import METHODS, build_method
 from ggevo.lit.tasks import TASKS
 from ggevo.pipeline.core.errors import ConfigError
+from ggevo.pipeline.core.renamed import check_renamed_keys
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -90,6 +91,7 @@ def _validate_method(o: DictConfig, steps: int) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    check_renamed_keys(cfg)
     o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
     _require(_is_int(cfg.seed), "seed", f"must be an integer, got {cfg.seed!r}")
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",

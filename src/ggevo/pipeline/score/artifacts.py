@@ -14,6 +14,7 @@ from ggevo.ea.front import BUDGETS, best_under_density, hypervolume, knee, withi
 from ggevo.lit.tasks import extra_scores
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.plotting import new_figure, save_figure
+from ggevo.pipeline.core.renamed import upgrade_config
 from ggevo.pipeline.record.front_csv import read_front_csv
 
 
@@ -120,6 +121,6 @@ def read_run(run_dir: Path) -> tuple[DictConfig, dict, dict[str, list[float]]]:
     for name in ("config.yaml", "front.pt", "front.csv"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished ggevo-train run folder?")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = upgrade_config(OmegaConf.load(run_dir / "config.yaml"))  # a run from before a key was renamed
     front = torch.load(run_dir / "front.pt", map_location="cpu", weights_only=False)
     return cfg, front, read_front_csv(run_dir / "front.csv")

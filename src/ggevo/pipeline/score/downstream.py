@@ -23,7 +23,7 @@ from ggevo.pipeline.score.artifacts import choose_member
 
 
 @dataclass(frozen=True)
-class FineTune:
+class ClassifierRecipe:
     """The classifier's training: the paper's values by default."""
 
     epochs: int = 20
@@ -66,7 +66,7 @@ def _accuracy(net: nn.Module, batches) -> float:
     return right / total
 
 
-def fine_tune(net: EncoderClassifier, data: ArrayDataModule, recipe: FineTune, seed: int) -> float:
+def fine_tune(net: EncoderClassifier, data: ArrayDataModule, recipe: ClassifierRecipe, seed: int) -> float:
     """Train ``net`` on the train split by ``recipe``; its test accuracy."""
     x, y = data.splits["train"]
     masks = [(p, p != 0) for p in net.autoencoder.parameters()] if recipe.keep_zeros else []
@@ -90,7 +90,7 @@ def fine_tune(net: EncoderClassifier, data: ArrayDataModule, recipe: FineTune, s
 
 
 def downstream_accuracy(model: nn.Module, member: torch.Tensor, data: ArrayDataModule, seeds: list[int],
-                        recipe: FineTune = FineTune()) -> dict[str, float]:
+                        recipe: ClassifierRecipe = ClassifierRecipe()) -> dict[str, float]:
     """Test accuracy of ``member``'s encoder + softmax after fine-tuning, over ``seeds``: mean, std, each."""
     data.setup()
     classes = int(max(int(y.max()) for _, y in data.splits.values() if len(y)) + 1)
@@ -102,7 +102,7 @@ def downstream_accuracy(model: nn.Module, member: torch.Tensor, data: ArrayDataM
 
 
 def downstream_record(model: nn.Module, X: torch.Tensor, table: dict, data: ArrayDataModule, select: str,
-                      seeds: list[int], recipe: FineTune) -> tuple[dict[str, float], dict]:
+                      seeds: list[int], recipe: ClassifierRecipe) -> tuple[dict[str, float], dict]:
     """CCR of the front member (row of ``X`` (k×D) and ``table``) that ``select`` picks; returns the
     ``downstream/*`` metrics to log and the record for ``downstream.json``."""
     i = choose_member(table, select)

@@ -39,7 +39,8 @@ _KEPT = ("final/hypervolume", "final/train_loss_best", "final/density_at_best", 
 
 
 def stack_widths(cfg: DictConfig) -> list[int]:
-    """``model.widths`` of a ``model=stacked_ae`` config (ConfigError for any other model)."""
+    """The sizes of a ``model=stacked_ae`` stack, ``model.inputs`` then ``model.widths`` (ConfigError for any
+    other model): what ``stack.json`` records as ``widths`` and its tables print as ``784-500-250``."""
     target = cfg.model.get("_target_")
     try:
         cls = get_class(target)
@@ -49,10 +50,10 @@ def stack_widths(cfg: DictConfig) -> list[int]:
         raise ConfigError(f"ggevo-stack trains model=stacked_ae layer by layer, not {target}")
     if cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path: ggevo-stack resumes by itself; rerun the same command with run_dir=<its folder>")
-    widths = [int(w) for w in OmegaConf.to_container(cfg.model, resolve=True)["widths"]]
-    if len(widths) < 2:
-        raise ConfigError(f"model.widths: a stack needs at least an input and one hidden width, got {widths}")
-    return widths
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if not model.get("widths"):
+        raise ConfigError(f"model.widths: a stack needs at least one hidden width, got {model.get('widths')}")
+    return [int(model["inputs"]), *(int(w) for w in model["widths"])]
 
 
 def _load_progress(out: Path, widths: list[int], select: str) -> dict:
@@ -75,7 +76,7 @@ def _parent_run(cfg: DictConfig, progress: dict, widths: list[int]) -> str:
     if progress["parent_run_id"]:
         reopen(tracking_uri(cfg), progress["parent_run_id"])
         return progress["parent_run_id"]
-    preset = str(cfg.get("experiment_name") or "default")
+    preset = str(cfg.get("preset") or "default")
     tags = {"ggevo.role": "stack", "experiment_preset": preset, "dataset": str(cfg.data.name),
             "ggevo.stack.widths": "-".join(map(str, widths)), "ggevo.stack.select": str(cfg.stack.select)}
     if sweep_parent():
@@ -103,7 +104,7 @@ def _layer_config(cfg: DictConfig, layer: int, previous: list[str], folder: Path
 def input_variance(data: pl.LightningDataModule, widths: list[int], layer: int, previous: list[str]) -> float:
     """Mean per-unit variance of layer ``layer``'s input (the frozen code below it) over the training
     split: the MSE of predicting its mean, against which the layer's reconstruction MSE is read."""
-    frozen = StackedAutoencoder(widths, layer=layer, previous=previous or None)
+    frozen = StackedAutoencoder(widths[0], widths[1:], layer=layer, previous=previous or None)
     with torch.no_grad():
         h = torch.cat([frozen.layer_input(x) for x, _ in data.batches("train")])
     return float(h.var(dim=0, unbiased=False).mean())
@@ -138,7 +139,7 @@ def _finished_layer(select: str, variance: float, layer: int, out: Path) -> dict
 
 def _finish(cfg: DictConfig, out: Path, progress: dict, parent: str) -> None:
     files = [out / "stack.json", out / "stack.md", out / "stack_fronts.png", out / "stack_model.pt"]
-    stack_table(files[1], progress, str(cfg.get("experiment_name") or "stack"))
+    stack_table(files[1], progress, str(cfg.get("preset") or "stack"))
     stack_plot(files[2], out, progress)
     save_stack_model(files[3], out, progress)
     add_to_run(tracking_uri(cfg), parent, files=files)

@@ -8,7 +8,10 @@ so ``send_to_jobs`` writes the variables into the launcher's config: Ray's runti
 (``ray.remote.runtime_env.env_vars``) and submitit's ``setup`` commands (``export …`` before each
 job, SLURM and submitit's local executor alike). ``train`` tags each job's run with
 ``mlflow.parentRunId``. The parent ends with the worst status of its children (FAILED over KILLED
-over FINISHED), also when the multirun itself dies.
+over FINISHED), also when the multirun itself dies: on an error or a signal through ``atexit``; killed
+outright (SIGKILL, a lost machine), by whoever next runs ``close_abandoned_runs`` (every ``ggevo-train``
+and ``ggevo-report``), because the multirun holds its sweep folder's lock as a run holds its run folder's,
+and the parent carries that folder's tags (``ggevo.pipeline.run.checks.run_folder_tags``).
 
 With ``sweep_record=<folder>`` (the DVC stages ``ablate``, ``ablate_plus``, ``compare``:
 ``reports/sweeps/<preset>``) a multirun that ends writes its record there: each job's front, final
@@ -37,6 +40,7 @@ from ggevo.pipeline.record.recorder import children_statuses, close_run, open_pa
 from ggevo.pipeline.record.store import check_store, tracking_uri
 from ggevo.pipeline.record.sweep_record import from_run_folders, write_record
 from ggevo.pipeline.record.tracking import PARENT_ENV
+from ggevo.pipeline.run.checks import RunFolderClaim, run_folder_tags
 from ggevo.pipeline.run.cli import fail
 
 
@@ -77,6 +81,7 @@ class MlflowSweepCallback(Callback):
         self.keys: list[str] = []
         self.preset = "default"
         self.sweep_dir: Path | None = None
+        self.claim: RunFolderClaim | None = None  # the sweep folder's lock, held while the multirun lives
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -85,11 +90,16 @@ class MlflowSweepCallback(Callback):
             fail(err)
         self.uri = tracking_uri(config)
         self.keys = keys = swept_keys(config)
-        self.preset = preset = str(config.get("experiment_name") or "default")
+        self.preset = preset = str(config.get("preset") or "default")
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # as Hydra places the jobs: from the cwd
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.claim = RunFolderClaim(self.sweep_dir, "hydra.sweep.dir")
+        except ConfigError as err:
+            fail(err)
         self.run_id = open_parent(config, f"sweep {preset}", {
             "ggevo.role": "sweep", "ggevo.sweep.params": ",".join(keys), "experiment_preset": preset,
-            "dataset": str(config.data.name)})
+            "dataset": str(config.data.name), **run_folder_tags(self.sweep_dir)})
         os.environ[PARENT_ENV] = self.run_id  # jobs in this process and its children (basic, joblib)
         send_to_jobs(config.hydra.launcher, job_env(self.uri, self.run_id))  # jobs elsewhere (Ray, SLURM)
         atexit.register(self._close_abandoned)
@@ -104,6 +114,9 @@ class MlflowSweepCallback(Callback):
         os.environ.pop(PARENT_ENV, None)
         status = worst_status(children_statuses(self.uri, run_id) + extra)
         close_run(self.uri, run_id, status, None if status == "FINISHED" else f"worst job status {status}")
+        if self.claim is not None:
+            self.claim.close()
+            self.claim = None
 
     def _close_abandoned(self) -> None:
         """The multirun died before its end (a job failed or was interrupted): worst of the jobs, at least FAILED

@@ -1,15 +1,20 @@
-"""The team setup end to end (slow): a sweep on a Ray cluster recorded into an MLflow server on PostgreSQL,
-everything on 127.0.0.1; ``ggevo-server`` starts and stops both servers."""
+"""The team server (slow): an MLflow server on PostgreSQL, everything on 127.0.0.1, holding every metric and
+artifact of a sweep run on a Ray cluster; ``ggevo-server`` starts and stops both servers; and the MLflow UI
+on it in a real browser: Playwright driving the system Chromium (Debian's ``chromium``) opens the runs
+table, a run's hypervolume chart and its pareto.png, and the sweep's comparison view.
+``GGEVO_UI_SCREENSHOTS=reports/ui`` keeps the screenshots there."""
 
 from __future__ import annotations
 
 import csv
-import re
+import json
+import os
+import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -18,26 +23,13 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.pipeline.conftest import SEEDS, STEPS
-from tests.pipeline.team.loopback import clean_env, is_loopback, listeners
+from tests.pipeline.team.loopback import is_loopback, listeners
 
 pytestmark = pytest.mark.slow
 
 PER_GENERATION = ("hypervolume", "loss/min", "loss/knee", "density/knee", "front/size", "evaluations", "nonfinite",
                   "generation")
 ARTIFACTS = {"front.csv", "pareto.png", "knee_model.pt", "config.yaml", "metrics.json"}
-
-
-def test_ray_sweep_records_one_parent_with_a_finished_child_per_job(team_sweep):
-    t = team_sweep
-    assert t.parent.info.run_id in t.sweep.stdout
-    assert t.parent.data.tags["ggevo.sweep.params"] == "seed"
-    assert sorted(int(r.data.params["seed"]) for r in t.children) == list(SEEDS)
-    assert [r.info.status for r in t.children] == ["FINISHED"] * len(SEEDS)
-    # jobs ran in Ray workers, not in the launching process, and stored artifacts through the server
-    assert all(r.data.tags["pid"] != str(t.driver_pid) for r in t.children)
-    assert "(_run_job pid=" in t.sweep.stdout
-    assert all(r.info.artifact_uri.startswith("mlflow-artifacts:/") for r in t.children)
-    assert t.client.get_experiment(t.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_every_generation_metric_and_artifact_is_on_the_server(team_sweep, tmp_path):
@@ -68,19 +60,6 @@ def test_runs_are_stored_in_postgresql(team_sweep):
                                ([r.info.run_id for r in t.children],)).fetchone()[0]
     assert sorted(rows) == sorted([(r.info.run_id, "FINISHED") for r in [t.parent, *t.children]])
     assert n_metrics == len(SEEDS) * STEPS
-
-
-def test_report_of_the_sweep_comes_from_the_server(team_sweep, tmp_path):
-    t = team_sweep
-    done = subprocess.run([sys.executable, "-m", "ggevo.pipeline.report.report", "--parent", t.parent.info.run_id,
-                           "--out", str(tmp_path)], cwd=ROOT, env=clean_env(MLFLOW_TRACKING_URI=t.server.uri),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    table = (tmp_path / "smoke" / "table.md").read_text()
-    cell = re.search(rf"\| all runs \| {len(SEEDS)} \| ([0-9.e-]+) ± ", table).group(1)
-    hv = statistics.fmean(r.data.metrics["final/hypervolume"] for r in t.children)
-    assert float(cell) == pytest.approx(hv, rel=1e-3)
-    assert (tmp_path / "smoke" / "hypervolume.png").stat().st_size > 10_000
 
 
 def test_every_listener_is_on_loopback(team_sweep):
@@ -147,3 +126,100 @@ def test_ggevo_server_prints_the_uri_stops_on_sigterm_and_ctrl_c_and_keeps_its_d
             proc.kill()
             proc.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the MLflow UI in a browser
+# MLflow 3.17's UI picks GenAI or model-training pages by this query parameter (or its sidebar switch);
+# ggevo's experiments also carry the tag mlflow.experimentKind=custom_model_development for UIs that read it
+ML = "workflowType=machine_learning"
+# no assistant panel covering a third of every page
+QUIET = ("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
+         "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');")
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    raise AssertionError("no system Chromium: apt-get install -y --no-install-recommends chromium fonts-liberation")
+
+
+@pytest.fixture(scope="module")
+def page(team_sweep):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_init_script(QUIET)
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        yield tab
+        browser.close()
+
+
+def keep(path: Path) -> None:
+    if os.environ.get("GGEVO_UI_SCREENSHOTS"):
+        folder = Path(os.environ["GGEVO_UI_SCREENSHOTS"])
+        folder = folder if folder.is_absolute() else ROOT / folder
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+
+
+def test_experiment_opens_on_the_runs_table(team_sweep, page, tmp_path):
+    t = team_sweep
+    page.goto(f"{t.server.uri}/#/experiments/{t.experiment_id}?{ML}")
+    page.get_by_text(f"{len(SEEDS) + 1} matching runs").wait_for()
+    assert page.get_by_role("columnheader", name="Run Name").first.is_visible()
+    assert page.get_by_text("Detect Issues").count() == 0  # not the GenAI overview
+    parent = page.get_by_role("row").filter(has_text="sweep smoke").first
+    parent.locator("button").first.click()  # expand the sweep: its jobs are nested under it
+    for run in t.children:
+        page.get_by_role("row").filter(has_text=run.info.run_name).first.wait_for(state="visible")
+    page.mouse.move(0, 0)
+    page.screenshot(path=tmp_path / "runs_table.png")
+    keep(tmp_path / "runs_table.png")
+
+
+def test_run_page_shows_the_hypervolume_chart(team_sweep, page, tmp_path):
+    t = team_sweep
+    run = next(r for r in t.children if r.data.params["seed"] == "0")
+    page.goto(f"{t.server.uri}/#/experiments/{t.experiment_id}/runs/{run.info.run_id}/model-metrics?{ML}")
+    page.get_by_placeholder("Search metric charts").fill("hypervolume")
+    # each chart's legend names the run and the metric; the chart is a plotly SVG: a line through a point a generation
+    legend = page.get_by_text(f"{run.info.run_name} (hypervolume)", exact=True).first
+    legend.wait_for(state="visible")
+    chart = legend.locator("xpath=ancestor::*[.//*[contains(@class, 'main-svg')]][1]")
+    legend.scroll_into_view_if_needed()
+    assert chart.locator(".main-svg").first.is_visible()
+    assert chart.locator(".scatterlayer path.js-line").count() >= 1
+    assert chart.locator(".points path.point").count() == STEPS
+    page.mouse.move(0, 0)
+    page.screenshot(path=tmp_path / "run_metrics.png")
+    keep(tmp_path / "run_metrics.png")
+
+
+def test_run_artifacts_show_pareto_png(team_sweep, page, tmp_path):
+    t = team_sweep
+    run = next(r for r in t.children if r.data.params["seed"] == "0")
+    page.goto(f"{t.server.uri}/#/experiments/{t.experiment_id}/runs/{run.info.run_id}/artifacts/pareto.png?{ML}")
+    for name in ("front.csv", "pareto.png", "knee_model.pt"):
+        page.get_by_text(name, exact=True).first.wait_for()
+    image = page.locator("img[src^='blob:']").first
+    image.wait_for(state="visible")
+    width = image.evaluate("img => img.complete ? img.naturalWidth : 0")
+    assert width >= 400  # the figure decoded, not a broken-image icon
+    page.screenshot(path=tmp_path / "run_artifacts.png")
+    keep(tmp_path / "run_artifacts.png")
+
+
+def test_sweep_comparison_view(team_sweep, page, tmp_path):
+    t = team_sweep
+    ids = [r.info.run_id for r in sorted(t.children, key=lambda r: int(r.data.params["seed"]))]
+    query = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([t.experiment_id])})
+    page.goto(f"{t.server.uri}/#/compare-runs?{query}&{ML}")
+    page.get_by_text(f"Comparing {len(SEEDS)} Runs from 1 Experiment").wait_for()
+    for run in t.children:
+        assert page.get_by_text(run.info.run_name, exact=True).first.is_visible()
+    page.screenshot(path=tmp_path / "sweep_compare.png")
+    keep(tmp_path / "sweep_compare.png")

@@ -1,28 +1,11 @@
 """Command-line failures a user meets first: one line on stderr, the exit status, nothing half-written."""
 
-import os
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from ggevo.pipeline.run.train import train
-from tests.conftest import ROOT
-
-
-def _cli(*args, env=None, timeout=300):
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-    return proc, time.perf_counter() - started
-
-
-def _one_line(proc):
-    lines = proc.stderr.strip().splitlines()
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return lines[-1]
+from tests.pipeline.processes import cli as _cli
+from tests.pipeline.processes import one_line as _one_line
 
 
 @pytest.mark.slow
@@ -53,13 +36,3 @@ def test_a_tracking_uri_in_a_missing_folder_from_the_environment_is_refused(tmp_
     assert proc.returncode == 2
     assert _one_line(proc).startswith("error: MLFLOW_TRACKING_URI: the folder ")
     assert not (tmp_path / "nonexistent_dir").exists()
-
-
-@pytest.mark.slow
-def test_a_selection_that_picks_nothing_fails_before_evaluate_writes(compose_cfg, tmp_path):
-    train(compose_cfg("trainer.max_steps=2"))
-    proc, _ = _cli("ggevo.pipeline.report.evaluate", str(tmp_path / "run"), "--downstream",
-                   "--select", "density<=0.0001")
-    assert proc.returncode == 2
-    assert _one_line(proc).startswith("error: select: no front member has density ≤ 0.0001")
-    assert not (tmp_path / "run" / "evaluation.csv").exists() and not (tmp_path / "run" / "test_metrics.json").exists()

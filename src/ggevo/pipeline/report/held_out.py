@@ -20,7 +20,7 @@ from ggevo.pipeline.record.store import tracking_uri
 from ggevo.pipeline.run.build import build
 from ggevo.pipeline.run.cli import USER_ERRORS, fail
 from ggevo.pipeline.score.artifacts import choose_member, read_run, split_scores
-from ggevo.pipeline.score.downstream import FineTune, downstream_record
+from ggevo.pipeline.score.downstream import ClassifierRecipe, downstream_record
 
 
 def load_run(run_dir: Path):
@@ -68,7 +68,7 @@ def evaluate_run(run_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: FineTune) -> dict[str, float]:
+def evaluate_downstream(run_dir: Path, select: str, seeds: list[int], recipe: ClassifierRecipe) -> dict[str, float]:
     """CCR of the member ``select`` picks; writes ``downstream.json`` and logs ``downstream/*`` to MLflow."""
     cfg, module, data, front = load_run(run_dir)
     table = read_front_csv(run_dir / "front.csv")
@@ -85,12 +85,12 @@ def main() -> None:
                     help="also the downstream accuracy (CCR) of a chosen member's encoder + softmax classifier")
     ap.add_argument("--select", default="knee", help="knee | best | density<=B (default: knee)")
     ap.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds (default 3)")
-    ap.add_argument("--epochs", type=int, default=FineTune.epochs)
-    ap.add_argument("--lr", type=float, default=FineTune.lr)
-    ap.add_argument("--momentum", type=float, default=FineTune.momentum)
+    ap.add_argument("--epochs", type=int, default=ClassifierRecipe.epochs)
+    ap.add_argument("--lr", type=float, default=ClassifierRecipe.lr)
+    ap.add_argument("--momentum", type=float, default=ClassifierRecipe.momentum)
     ap.add_argument("--release-zeros", action="store_true", help="let fine-tuning move the encoder's zeros")
     args = ap.parse_args()
-    recipe = FineTune(epochs=args.epochs, lr=args.lr, momentum=args.momentum, keep_zeros=not args.release_zeros)
+    recipe = ClassifierRecipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, keep_zeros=not args.release_zeros)
     try:
         for run_dir in args.run_dirs:
             if args.downstream:  # a selection that picks nothing fails before anything is written

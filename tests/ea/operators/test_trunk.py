@@ -1,0 +1,65 @@
+"""The trunk: one network trains alone, then every other branches from it by magnitude, at once or (gradual)
+as the trunk, pruned along the cubic schedule, passes each one's density."""
+
+import torch
+
+from tests.ea.test_gemonn import GRADUAL, TRUNK, _make, _run
+
+
+def test_the_trunk_trains_one_network_then_every_other_branches_from_it_by_magnitude():
+    _, ev, opt = _make(**TRUNK)
+    statuses = _run(opt, ev, 0, 4)
+    st = opt.run_state
+    assert [s["evaluations"] for s in statuses] == [1, 2, 3, 4]  # one network a generation
+    initial = st["X"].clone()
+    t = int(st["F"][:, 0].argmax())
+    assert torch.isinf(st["F"][:, 1]).sum() == 7 and torch.isfinite(st["F"][t, 1])
+    _run(opt, ev, 4, 5)  # the last trunk generation branches
+    X, trunk = st["X"], st["X"][t]
+    weights = opt.layout.is_weight()
+    for i in range(8):
+        if i == t:
+            continue
+        assert (X[i, ~weights] == trunk[~weights]).all()  # biases kept whole
+        live = X[i] != 0
+        assert (X[i][live] == trunk[live]).all()  # the trunk's own values, pruned
+        assert int(live[weights].sum()) == int((initial[i, weights] != 0).sum())  # its initial density
+        kept, dropped = X[i, weights].abs(), trunk[weights].abs()
+        assert kept[live[weights]].min() >= dropped[~live[weights]].max()  # the largest magnitudes stay
+        assert torch.equal(st["M"][i] != 0, live & (st["M"][t] != 0))  # moments follow, zero where pruned
+    assert torch.isinf(st["F"][:, 1]).sum() == 7  # scored from the next generation on
+    after = _run(opt, ev, 5, 6)[0]
+    assert after["evaluations"] == 5 + 8 + 2 and torch.isfinite(st["F"][:, 1]).all()
+
+
+def test_a_gradual_trunk_prunes_along_the_cubic_schedule_and_each_row_branches_as_it_passes_by():
+    _, ev, opt = _make(**GRADUAL)
+    st = opt.run_state
+    _run(opt, ev, 0, 1)
+    t = int(st["trunk_row"])
+    weights = opt.layout.is_weight()
+    initial = (st["X"][:, weights] != 0).sum(dim=1)
+    total, final = int(weights.sum()), int(initial.min())
+    seen = []
+    for g in range(1, 20):
+        before = st["X"].clone()
+        _run(opt, ev, g, g + 1)
+        done = g + 1
+        count = int((st["X"][t, weights] != 0).sum())
+        if done > 5:  # pruning starts after a quarter of the 20 generations, one mask update each
+            expected = final + round((total - final) * (1 - (done - 5) / 15) ** 3)
+            assert count == expected
+        else:
+            assert count == total
+        for i in range(8):
+            if i == t or torch.equal(st["X"][i], before[i]):
+                continue
+            seen.append(i)  # branched now: the trunk as it stood before this update, pruned to row i's density
+            live, trunk = st["X"][i] != 0, st["X"][t] != 0
+            assert int(live[weights].sum()) == int(initial[i])
+            assert int((before[t, weights] != 0).sum()) >= int(initial[i])
+            assert not (trunk & ~live).any()  # as dense as the trunk after the update, or denser ...
+            assert (st["X"][i][trunk] == st["X"][t][trunk]).all()  # ... and the same network
+            assert torch.isinf(st["F"][i, 1])
+    assert sorted(seen) == sorted(set(range(8)) - {t})  # every other row branched, once
+    assert count == final and st["evaluations"] == 20  # the trunk ends at the sparsest density, one network a generation

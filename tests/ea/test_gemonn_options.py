@@ -1,0 +1,27 @@
+"""GEMONN's options beyond the paper: each bad value one error naming its key."""
+
+import pytest
+
+from tests.ea.test_gemonn import GRADUAL, _make
+
+
+@pytest.mark.parametrize("kw,key", [({"offspring": 3}, "offspring"), ({"crossover_prob": 1.5}, "crossover_prob"),
+                                    ({"min_density": 0.0}, "min_density"), ({"prune_fraction": 1.0}, "prune_fraction"),
+                                    ({"local_search_lr": -1.0}, "local_search_lr"),
+                                    ({"density_floor": 1.0}, "density_floor"), ({"density_floor": 0}, "density_floor"),
+                                    ({"lr_density_exponent": -0.5}, "lr_density_exponent")])
+def test_invalid_plus_options_name_the_key(kw, key):
+    with pytest.raises(ValueError, match=f"optimizer.{key}"):
+        _make(**kw)
+
+
+def test_the_trunk_needs_local_search_and_rescored_parents():
+    for kw in (dict(trunk=3), dict(trunk=3, local_search_lr=0.01, reevaluate_parents=False), dict(trunk=-1)):
+        with pytest.raises(ValueError, match="optimizer.trunk"):
+            _make(**kw)
+
+
+def test_trunk_prune_is_checked():
+    for kw in (dict(trunk_prune="cubic"), dict(trunk_prune_start=1.0)):
+        with pytest.raises(ValueError, match="optimizer.trunk_prune"):
+            _make(**(GRADUAL | kw))

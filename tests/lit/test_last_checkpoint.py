@@ -1,0 +1,104 @@
+"""The checkpoint a dying run leaves (``CheckpointOnInterrupt``) and the record made whole before every
+checkpoint (``StoreBeforeCheckpoint``), on tiny real GEMONN runs interrupted by a real Ctrl-C."""
+
+import signal
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+import ggevo.ea.gemonn
+from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
+from tests.lit.tiny_run import RecordingLogger, fit, generation_state, tiny_module, tiny_trainer
+
+
+@pytest.fixture(autouse=True)
+def sigint_restored():
+    """Lightning ignores SIGINT after it meets a KeyboardInterrupt; give the test process its handler back."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class CtrlCBefore(pl.Callback):
+    """Ctrl-C as generation ``step + 1`` starts (while its minibatch is being handed over)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def periodic(tmp_path, every: int) -> ModelCheckpoint:
+    """The run's periodic ``last.ckpt`` (as ``pipeline.run.build`` makes it)."""
+    return ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every, save_top_k=0, save_last=True,
+                           enable_version_counter=False)
+
+
+def test_a_run_interrupted_between_generations_saves_the_generation_it_finished(tmp_path, capsys):
+    last = tmp_path / "last.ckpt"
+    module = tiny_module()
+    trainer = tiny_trainer(10, [periodic(tmp_path, every=2), CheckpointOnInterrupt(last), CtrlCBefore(3)])
+    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into SystemExit after its on_exception hooks
+        fit(trainer, module)
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == 3  # not the periodic checkpoint of generation 2
+    state, live = generation_state(last), module.gemonn.run_state
+    assert state["generation"] == 3
+    for key in ("X", "F", "G"):
+        assert torch.equal(state[key], live[key]), key
+    assert "interrupted while writing" not in capsys.readouterr().out
+
+
+def test_a_run_interrupted_while_writing_a_generation_keeps_the_last_periodic_checkpoint(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Ctrl-C lands after generation 3's surviving children are written into X and G but before their
+    objectives reach F: a checkpoint now would pair generation 3's networks with generation 2's scores."""
+    last = tmp_path / "last.ckpt"
+    module = tiny_module()
+    real = ggevo.ea.gemonn.replace_rows_
+
+    def torn_write(X, G, C, GC, rows, born):
+        if module.gemonn.run_state.get("generation", 0) < 2:
+            return real(X, G, C, GC, rows, born)
+        real(X, G, C, GC, rows, born)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ggevo.ea.gemonn, "replace_rows_", torn_write)
+    trainer = tiny_trainer(10, [periodic(tmp_path, every=1), CheckpointOnInterrupt(last)])
+    with pytest.raises(SystemExit):
+        fit(trainer, module)
+    assert not module.gemonn.consistent
+    assert torch.load(last, weights_only=False)["global_step"] == 2
+    state, live = generation_state(last), module.gemonn.run_state
+    assert state["generation"] == 2 and not torch.equal(state["X"], live["X"])  # the torn rows stayed out
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"interrupted while writing a generation: {last} keeps the last periodic checkpoint")
+
+
+def test_a_run_interrupted_before_its_first_generation_leaves_nothing_and_says_nothing(tmp_path, capsys):
+    last = tmp_path / "last.ckpt"
+    trainer = tiny_trainer(10, [CheckpointOnInterrupt(last), CtrlCBefore(0)])
+    with pytest.raises(SystemExit):
+        fit(trainer, tiny_module())
+    assert not last.exists()
+    assert "interrupted while writing" not in capsys.readouterr().out
+
+
+def test_every_logger_stores_what_it_holds_before_each_checkpoint_is_written(tmp_path):
+    """At each ``save()`` the logger notes the generation and the checkpoint files already on disk: the
+    checkpoint of generations 2, 4 and 6 must not be there yet when each logger stores."""
+    loggers = [RecordingLogger("a"), RecordingLogger("b")]
+    every = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=2, save_top_k=-1)
+    trainer = tiny_trainer(6, [StoreBeforeCheckpoint(), every], logger=loggers)
+    for logger in loggers:
+        logger.on_save = lambda: (trainer.global_step, sorted(p.name for p in tmp_path.glob("*.ckpt")))
+    fit(trainer, tiny_module())
+    written = [f"step={s}.ckpt" for s in (2, 4, 6)]
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == written
+    for logger in loggers:
+        for i, step in enumerate((2, 4, 6)):
+            assert (step, written[:i]) in logger.saves, (logger.name, step, logger.saves)

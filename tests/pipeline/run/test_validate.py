@@ -1,0 +1,39 @@
+"""Config values, each checked in one place before anything runs: one line naming the key."""
+
+import pytest
+
+from tests.pipeline.records import fails_before_any_run as _fails_before_any_run
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optimizer.weight_bound=-1", "optimizer.weight_bound"),
+    ("optimizer.mutation_rate=5", "optimizer.mutation_rate"),
+    ("evaluation.chunk_size=0", "evaluation.chunk_size"),
+    ("checkpoint.every_n_steps=0", "checkpoint.every_n_steps"),
+])
+def test_every_option_fails_before_any_run_opens(compose_cfg, override, key):
+    _fails_before_any_run(compose_cfg(override), key)
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("optimizer=gmp", "budget=120"), "optimizer.update_every"),  # 3 updates of 100 steps cannot land on 5 targets
+    (("optimizer=gmp", "budget=5000", "optimizer.target_densities=[0.1,0.5]"), "optimizer.target_densities"),
+    (("optimizer=oneshot", "budget=5000", "optimizer.target_densities=[0.5,1.0]"), "optimizer.target_densities"),
+    (("optimizer=rigl", "budget=5000", "optimizer.budget_per_density=half"), "optimizer.budget_per_density"),
+    (("optimizer=rigl", "budget=5000"), None),
+    (("optimizer=rigl", "budget=500"), "optimizer.update_every"),  # T_end = 75 of 100 steps: no update every 100
+    (("optimizer=rigl", "budget=5000", "optimizer.drop_fraction=1.5"), "optimizer.drop_fraction"),
+    (("optimizer=oneshot", "budget=5000", "optimizer.dense_fraction=1"), "optimizer.dense_fraction"),
+    (("optimizer=gmp", "budget=5000", "optimizer.method=lottery"), "optimizer.method"),
+])
+def test_sparse_method_keys_fail_as_one_line_naming_the_key(compose_cfg, overrides, key):
+    from ggevo.pipeline.core.errors import ConfigError
+    from ggevo.pipeline.run.validate import validate
+
+    cfg = compose_cfg(*overrides)
+    if key is None:
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: ") as err:
+        validate(cfg)
+    assert "\n" not in str(err.value)
