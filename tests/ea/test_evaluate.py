@@ -114,3 +114,19 @@ def test_auto_decided_on_losses_alone_and_adopt_overrides():
         auto.adopt("auto", None)
     explicit = PopulationEvaluator(flat, reconstruction_loss, "vmap")
     assert explicit.choice == ("vmap", None) and explicit.tags()["evaluation.decided_by"] == "config"
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "loop", "auto"])
+def test_one_row_is_evaluated_by_the_loop_whatever_the_strategy(strategy):
+    _, flat, X, batch = _setup(n=3)
+    loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
+    ev = PopulationEvaluator(flat, reconstruction_loss, strategy)
+    loss, grad = ev(X[1:2], batch)
+    ref_loss, ref_grad = loop(X, batch)
+    assert loss.shape == (1,) and grad.shape == (1, flat.dim)
+    assert torch.equal(loss, ref_loss[1:2]) and torch.equal(grad, ref_grad[1:2])  # bit for bit
+    assert torch.equal(ev.losses(X[1:2], batch), loop.losses(X, batch)[1:2])
+    if strategy == "auto":  # one network measures nothing: the choice waits for a population
+        assert ev.choice is None
+        ev(X, batch)
+        assert ev.choice is not None and set(ev.times) >= {"loop", "vmap"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ggevo.ea.front import best_under_density, first_front, hypervolume, knee, within
-from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
+from ggevo.ea.selection import band_elites, banded_survival, binary_tournament, floored, rank_and_crowding, survival
 
 F5 = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [1.0, 1.0]])
 
@@ -99,3 +99,21 @@ def test_a_density_floor_makes_every_sparser_network_count_as_at_the_floor():
     assert 0 in survival(F, 4).tolist()  # the sparsest is an extreme of the front: kept
     assert sorted(survival(floored(F, 0.01), 4).tolist()) == [1, 2, 3, 4]  # now dominated by row 1
     assert floored(F, None) is F and torch.equal(floored(F, 0.01)[:, 1], F[:, 1])
+
+
+def test_the_best_of_each_density_band_survives_even_when_dominated():
+    edges = [0.01, 0.03, 0.07, 0.15, 0.35, 0.7]
+    # the sparse rows 0-3 dominate every denser one; NSGA-II alone keeps only them
+    F = torch.tensor([[0.02, 0.10], [0.02, 0.11], [0.025, 0.12], [0.028, 0.13],
+                      [0.05, 0.40], [0.06, 0.30], [0.10, 0.50], [0.20, 0.45], [0.50, 0.60], [0.9, 0.05 + 1]])
+    assert sorted(survival(F, 4).tolist()) == [0, 1, 2, 3]
+    # bands: [0.01,0.03) -> row 0; [0.03,0.07) -> row 5 (lower loss than 4); 6; 7; 8; 0.9 is in no band
+    assert band_elites(F, edges).tolist() == [0, 5, 6, 7, 8]
+    keep = banded_survival(F, 7, edges)
+    assert keep[:5].tolist() == [0, 5, 6, 7, 8]
+    assert sorted(keep[5:].tolist()) == [1, 2]  # NSGA-II fills the rest from the others
+    assert torch.equal(banded_survival(F, 7, None), survival(F, 7))
+    # an empty band reserves nothing; a non-finite loss is never a band's best
+    G = torch.tensor([[0.02, 0.1], [0.5, float("inf")], [0.6, 0.2]])
+    assert band_elites(G, edges).tolist() == [0, 2]
+    assert len(set(banded_survival(G, 2, edges).tolist())) == 2

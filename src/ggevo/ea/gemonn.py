@@ -27,7 +27,7 @@ from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.trunk import branch_, prune_trunk_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer
-from ggevo.ea.selection import binary_tournament, floored, rank_and_crowding, survival
+from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
 
 
 class GEMONN(PopulationOptimizer):
@@ -77,6 +77,7 @@ class GEMONN(PopulationOptimizer):
         trunk_prune_start: float = 0.25,
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
+        band_edges: list[float] | None = None,
     ):
         options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
         super().__init__(params, gemonn_options(options), compile=compile)
@@ -245,8 +246,8 @@ class GEMONN(PopulationOptimizer):
             C, C_moments = self._local_search(C, FC, GC, C_moments)
             if scored:
                 X, moments = self._local_search(X, F, G, moments)
-        keep = survival(floored(torch.cat((F, FC)), hp.get("density_floor")), n,
-                        eliminate_duplicates=hp.get("eliminate_duplicates", False)).to(X.device)
+        keep = banded_survival(floored(torch.cat((F, FC)), hp.get("density_floor")), n, hp.get("band_edges"),
+                               eliminate_duplicates=hp.get("eliminate_duplicates", False)).to(X.device)
         dead = torch.ones(n, dtype=torch.bool, device=X.device)
         dead[keep[keep < n]] = False
         born = keep[keep >= n] - n

@@ -31,7 +31,10 @@ row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_
 keeps at least that density (all of it, if its parent is already there), so the sparse end of the
 front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
 objectives equal another network's (a copy, such as the child of a parent already at the floor)
-survive only into places the distinct networks leave.
+survive only into places the distinct networks leave. ``band_edges`` (rising densities) lets the
+best network of each band between consecutive edges survive before NSGA-II fills the other places:
+a dense network that a sparse one dominates (on a small training set every network fits it, and the
+sparse ones score as well) still lives on and trains, so the population keeps a member in every band.
 """
 
 from __future__ import annotations
@@ -82,7 +85,20 @@ def gemonn_options(o: dict) -> dict:
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
+        band_edges=_band_edges(o["band_edges"], o["pop_size"]),
     )
+
+
+def _band_edges(edges, pop_size: int) -> list[float] | None:
+    if edges is None:
+        return None
+    edges = list(edges)
+    ok = (len(edges) >= 2 and all(isinstance(e, (int, float)) and 0.0 <= e <= 1.0 for e in edges)
+          and all(a < b for a, b in zip(edges, edges[1:])))
+    _check(ok, "band_edges", f"must be null (off) or at least 2 rising densities in [0, 1], got {edges!r}")
+    _check(len(edges) - 1 < pop_size, "band_edges",
+           f"{len(edges) - 1} bands leave no place for NSGA-II in a population of {pop_size}")
+    return [float(e) for e in edges]
 
 
 def _local_search_options(o: dict) -> None:

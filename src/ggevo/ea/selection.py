@@ -78,6 +78,33 @@ def survival(F: torch.Tensor, n: int, *, eliminate_duplicates: bool = False) -> 
     return torch.from_numpy(np.concatenate(keep).astype(np.int64))
 
 
+def band_elites(F: torch.Tensor, edges) -> np.ndarray:
+    """Index of the lowest-loss row of ``F`` (m×2, density first) in each density band
+    ``[edges[i], edges[i+1])`` that holds a row with a finite loss, by rising band; ties keep the lower index."""
+    Fn = F.detach().cpu().double().numpy()
+    keep = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = np.flatnonzero((Fn[:, 0] >= lo) & (Fn[:, 0] < hi) & np.isfinite(Fn[:, 1]))
+        if len(inside):
+            keep.append(inside[np.argmin(Fn[inside, 1])])  # argmin: the first of equal losses
+    return np.asarray(keep, dtype=np.int64)
+
+
+def banded_survival(F: torch.Tensor, n: int, edges, *, eliminate_duplicates: bool = False) -> torch.Tensor:
+    """Indices (n,) of the survivors of ``F`` (m×2) when the best row of each density band between
+    ``edges`` survives first (``band_elites``) and NSGA-II (``survival``) fills the other places from
+    the rest: a denser network that a sparser one dominates still lives on to train, so the population
+    keeps a member in every band however the front leans. ``edges`` None is plain ``survival``."""
+    if edges is None:
+        return survival(F, n, eliminate_duplicates=eliminate_duplicates)
+    elites = band_elites(F, edges)[:n]
+    if len(elites) == n:
+        return torch.from_numpy(elites)
+    rest = np.setdiff1d(np.arange(F.shape[0]), elites)
+    fill = survival(F[torch.from_numpy(rest)], n - len(elites), eliminate_duplicates=eliminate_duplicates)
+    return torch.from_numpy(np.concatenate((elites, rest[fill.numpy()])).astype(np.int64))
+
+
 def binary_tournament(
     rank: torch.Tensor, crowding: torch.Tensor, n: int, *, generator: torch.Generator
 ) -> torch.Tensor:
