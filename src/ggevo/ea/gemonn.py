@@ -111,8 +111,9 @@ class GEMONN(PopulationOptimizer):
         return ~self.layout.is_weight() if self.hp["exempt_biases"] else None
 
     def _local_search(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor,
-                      moments: Moments | None) -> tuple[torch.Tensor, Moments | None]:
-        """``X`` after one masked Adam step each (local search on), else ``X`` itself."""
+                      moments: Moments | None, inplace: bool = False) -> tuple[torch.Tensor, Moments | None]:
+        """``X`` after one masked Adam step each (local search on), else ``X`` itself; ``inplace`` writes
+        the step into ``X`` and the moments' ``M``, ``V`` (``T`` comes back new)."""
         if moments is None:
             return X, None
         lo, hi = self.bounds()
@@ -121,7 +122,7 @@ class GEMONN(PopulationOptimizer):
             lr = lr * F[:, 0].clamp_min(1.0 / X.shape[1]).pow(-p)
         return self._fallback(lambda: local_search(
             X, G, moments, lr=lr, active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
-            compiled=self._compiled()))
+            compiled=self._compiled(), inplace=inplace))
 
     # ------------------------------------------------------------ generation
     def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -187,11 +188,10 @@ class GEMONN(PopulationOptimizer):
         t = int(st.get("trunk_row", F[:, 0].argmax()))  # the densest at the start
         one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
         Ft, Gt = self._evaluate(evaluate, X[one], counts)
-        Xt, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]))
-        self._consistent = False
-        X[one], F[one], G[one] = Xt, Ft, Gt
-        for mine, theirs in zip(moments, Mt):
-            mine[one] = theirs
+        self._consistent = False  # the step is written into the row itself: no copies of it, its moments
+        _, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]),
+                                   inplace=True)
+        F[one], G[one], moments.T[one] = Ft, Gt, Mt.T
         done = st.get("generation", 0) + 1
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
@@ -211,7 +211,8 @@ class GEMONN(PopulationOptimizer):
         """One generation on the minibatch that ``closure`` scores; returns a status dict.
 
         The state changes only in a short commit at the end, so a run interrupted anywhere
-        else still holds the previous generation, whole.
+        else still holds the previous generation, whole (a trunk generation writes its one row's step
+        in place, and is marked inconsistent from then on: no checkpoint is taken of it half-written).
         """
         hp, st = self.hp, self.run_state
         evaluate = closure()

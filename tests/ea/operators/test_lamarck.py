@@ -71,6 +71,28 @@ def test_compiled_lamarckian_step_gives_the_eager_numbers_bit_for_bit():
         compiled = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, compiled=True)
         for name, a, b in zip("XMVT", eager, compiled):
             assert torch.equal(a, b), name
+        for on in (False, True):  # written in place into rows of a bigger tensor: the same numbers
+            rows = [torch.cat((t, t[:2])).clone() for t in (X, M, V)]
+            Xi, Mi, Vi = (r[:n] for r in rows)
+            out = masked_adam_step(Xi, G, Mi, Vi, T, lr=0.02, active=active, lower=lower, upper=upper,
+                                   compiled=on, inplace=True)
+            assert out[0] is Xi and out[1] is Mi and out[2] is Vi
+            for name, a, b in zip("XMVT", eager, out):
+                assert torch.equal(a, b), name
+            assert all(torch.equal(r[n:], t[:2]) for r, t in zip(rows, (X, M, V)))  # the rest untouched
+
+
+def test_compiled_and_eager_square_roots_agree_over_float32s_range():
+    g = torch.Generator().manual_seed(11)
+    n, dim = 3, 20011
+    X, G = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+    M = torch.randn(n, dim, generator=g)
+    V = torch.rand(n, dim, generator=g) * torch.pow(10.0, torch.empty(n, dim).uniform_(-30, 30, generator=g))
+    T = torch.full((n,), 3.0)
+    eager = masked_adam_step(X, G, M, V, T, lr=0.01)
+    compiled = masked_adam_step(X, G, M, V, T, lr=0.01, compiled=True)
+    for name, a, b in zip("XMVT", eager, compiled):
+        assert torch.equal(a, b), name
 
 
 def test_a_step_size_per_row_is_each_rows_own_step():

@@ -22,9 +22,11 @@ def correctly_rounded_sqrt(x: torch.Tensor) -> torch.Tensor:
     Eager torch's float32 square root can differ from the correctly rounded one in the last bit
     (vendor math libraries), while compiled code rounds correctly; the square root taken in double
     precision and rounded to float32 is the correctly rounded one (double has more than twice
-    float32's precision), so eager and compiled local search give the same numbers.
+    float32's precision), so eager and compiled local search give the same numbers. Compiled code
+    takes the float32 square root itself (the vector unit's, correctly rounded by IEEE 754): the same
+    bits without the round trip through double.
     """
-    if x.dtype == torch.float64:
+    if x.dtype == torch.float64 or torch.compiler.is_compiling():  # compiled: the IEEE square root
         return x.sqrt()
     return x.double().sqrt().to(x.dtype)
 
@@ -62,6 +64,7 @@ def masked_adam_step(
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
     compiled: bool = False,
+    inplace: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Adam step on every row of ``X`` (n×D) along ``G`` (n×D), zeros held; returns new
     ``(X, M, V, T)``. ``T`` (n,) counts each row's steps (float, so a checkpoint keeps it exactly
@@ -71,7 +74,8 @@ def masked_adam_step(
     ``compiled`` runs ``adam_kernel`` compiled: one loop over n×D memory where eager torch makes a
     dozen passes, with the same numbers bit for bit (its operations are correctly rounded IEEE ones
     in X's dtype, its constants 0-d tensors of that dtype rounded as eager torch rounds a Python
-    float; compiled code would keep a Python float in double precision).
+    float; compiled code would keep a Python float in double precision). ``inplace`` writes the new
+    ``X``, ``M`` and ``V`` into the tensors given (views of a population's rows, say) and returns them.
     """
     if not (X.shape == G.shape == M.shape == V.shape) or T.shape != X.shape[:1]:
         raise ValueError(f"shapes disagree: X {tuple(X.shape)}, G {tuple(G.shape)}, M {tuple(M.shape)}, "
@@ -90,9 +94,20 @@ def masked_adam_step(
     upper = inf.expand(X.shape[1]) if upper is None else upper
     step = lr.to(X.dtype).unsqueeze(1) if per_row else torch.tensor(lr, dtype=X.dtype)
     scalars = torch.tensor([b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
-    Xn, M, V = maybe_compiled(adam_kernel, compiled)(X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t,
-                                                     lower, upper, step.to(X.device), *scalars)
+    args = (X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t, lower, upper, step.to(X.device), *scalars)
+    if inplace:
+        maybe_compiled(adam_kernel_, compiled)(*args)
+        return X, M, V, T
+    Xn, M, V = maybe_compiled(adam_kernel, compiled)(*args)
     return Xn, M, V, T
+
+
+def adam_kernel_(X: torch.Tensor, G: torch.Tensor, M: torch.Tensor, V: torch.Tensor, *rest: torch.Tensor) -> None:
+    """``adam_kernel`` written into ``X``, ``M`` and ``V`` themselves (compiled, one loop that stores in place)."""
+    Xn, Mn, Vn = adam_kernel(X, G, M, V, *rest)
+    X.copy_(Xn)
+    M.copy_(Mn)
+    V.copy_(Vn)
 
 
 class Moments(NamedTuple):
@@ -112,10 +127,12 @@ class Moments(NamedTuple):
 
 def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: float | torch.Tensor,
                  active: torch.Tensor | None = None, lower: torch.Tensor | None = None,
-                 upper: torch.Tensor | None = None, compiled: bool = False) -> tuple[torch.Tensor, Moments]:
-    """``masked_adam_step`` on a population with its moments; returns ``(X, moments)`` after it."""
+                 upper: torch.Tensor | None = None, compiled: bool = False,
+                 inplace: bool = False) -> tuple[torch.Tensor, Moments]:
+    """``masked_adam_step`` on a population with its moments; returns ``(X, moments)`` after it
+    (``inplace``: ``X`` and the moments' ``M``, ``V`` themselves, written; ``T`` is new either way)."""
     X, M, V, T = masked_adam_step(X, G, *moments, lr=lr, active=active, lower=lower, upper=upper,
-                                  compiled=compiled)
+                                  compiled=compiled, inplace=inplace)
     return X, Moments(M, V, T)
 
 
