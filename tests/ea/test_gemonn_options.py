@@ -9,7 +9,9 @@ from tests.ea.test_gemonn import GRADUAL, _make
                                     ({"min_density": 0.0}, "min_density"), ({"prune_fraction": 1.0}, "prune_fraction"),
                                     ({"local_search_lr": -1.0}, "local_search_lr"),
                                     ({"density_floor": 1.0}, "density_floor"), ({"density_floor": 0}, "density_floor"),
-                                    ({"lr_density_exponent": -0.5}, "lr_density_exponent")])
+                                    ({"lr_density_exponent": -0.5}, "lr_density_exponent"),
+                                    ({"band_edges": [0.1]}, "band_edges"), ({"band_edges": [0.1, 0.05]}, "band_edges"),
+                                    ({"band_edges": [0.0, 2.0]}, "band_edges")])
 def test_invalid_plus_options_name_the_key(kw, key):
     with pytest.raises(ValueError, match=f"optimizer.{key}"):
         _make(**kw)

@@ -85,19 +85,17 @@ def gemonn_options(o: dict) -> dict:
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
-        band_edges=_band_edges(o["band_edges"], o["pop_size"]),
+        band_edges=_band_edges(o["band_edges"]),
     )
 
 
-def _band_edges(edges, pop_size: int) -> list[float] | None:
+def _band_edges(edges) -> list[float] | None:
     if edges is None:
         return None
     edges = list(edges)
     ok = (len(edges) >= 2 and all(isinstance(e, (int, float)) and 0.0 <= e <= 1.0 for e in edges)
           and all(a < b for a, b in zip(edges, edges[1:])))
     _check(ok, "band_edges", f"must be null (off) or at least 2 rising densities in [0, 1], got {edges!r}")
-    _check(len(edges) - 1 < pop_size, "band_edges",
-           f"{len(edges) - 1} bands leave no place for NSGA-II in a population of {pop_size}")
     return [float(e) for e in edges]
 
 

@@ -94,7 +94,8 @@ def banded_survival(F: torch.Tensor, n: int, edges, *, eliminate_duplicates: boo
     """Indices (n,) of the survivors of ``F`` (m×2) when the best row of each density band between
     ``edges`` survives first (``band_elites``) and NSGA-II (``survival``) fills the other places from
     the rest: a denser network that a sparser one dominates still lives on to train, so the population
-    keeps a member in every band however the front leans. ``edges`` None is plain ``survival``."""
+    keeps a member in every band however the front leans (with fewer places than bands, the sparsest
+    bands' best). ``edges`` None is plain ``survival``."""
     if edges is None:
         return survival(F, n, eliminate_duplicates=eliminate_duplicates)
     elites = band_elites(F, edges)[:n]
