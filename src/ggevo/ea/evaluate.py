@@ -1,7 +1,7 @@
 """Losses and gradients of a whole population on one minibatch (docs/ALGORITHM.md, step 4).
 
-Three strategies compute the same numbers (to float rounding): ``loop`` calls
-``torch.func.grad_and_value`` once per individual; ``vmap`` batches the individuals with
+Three strategies compute the same numbers (to float rounding): ``loop`` runs autograd once per
+individual; ``vmap`` batches the individuals (``torch.func.grad_and_value``) with
 ``torch.func.vmap``, in chunks of ``chunk_size`` rows when set (memory). Which is faster depends on
 the model, the population, the machine and how busy it is: on a 2-core CPU a loop of large
 matmuls can beat vmap, on a GPU batching wins (``benchmarks/generation.py`` prints both).
