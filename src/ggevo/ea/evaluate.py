@@ -153,12 +153,12 @@ class PopulationEvaluator:
             raise ValueError(f"population must be (n, {self.flat.dim}), got {tuple(X.shape)}")
 
     def _grads(self, strategy: str, chunk: int | None, X: torch.Tensor, batch: Batch):
-        if X.shape[0] == 1:  # one network: its gradient returned as it comes
-            v, g = self._row_grad(X[0], batch)
-            return v.reshape(1), g.unsqueeze(0)
         if strategy == "vmap":
             grads, losses = vmap(self._grad_and_value, in_dims=(0, None), chunk_size=chunk)(X, batch)
             return losses.detach(), grads.detach()
+        if X.shape[0] == 1:  # one network: its gradient returned as it comes, not copied into a population
+            v, g = self._row_grad(X[0], batch)
+            return v.reshape(1), g.unsqueeze(0)
         losses = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
         grads = torch.empty_like(X)
         for i in range(X.shape[0]):
@@ -177,26 +177,30 @@ class PopulationEvaluator:
 
     def _losses(self, strategy: str, chunk: int | None, X: torch.Tensor, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            if strategy == "vmap" and X.shape[0] > 1:
+            if strategy == "vmap":
                 return vmap(self._objective, in_dims=(0, None), chunk_size=chunk)(X, batch)
             return torch.stack([self._objective(x, batch) for x in X])
 
     def __call__(self, X: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(X)
         X = X.detach()
-        c = self._choice
-        if not c.decided and X.shape[0] > 1:
-            return self._decide(X, lambda s, k, P: self._grads(s, k, P, batch))
-        return self._grads(c.strategy, c.chunk_size, X, batch)
+        return self._run(X, lambda s, k, P: self._grads(s, k, P, batch))
 
     def losses(self, X: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Losses (n,) only, without gradients (validation and final scoring), by the same strategy."""
         self._check(X)
         X = X.detach()
+        return self._run(X, lambda s, k, P: self._losses(s, k, P, batch))
+
+    def _run(self, X: torch.Tensor, run: Callable[[str, int | None, torch.Tensor], object]):
+        """``run(strategy, chunk_size, X)`` by the strategy in use: the loop for a single row, whatever the
+        strategy (``auto`` measures on a population of two or more), else the choice, made now if not yet."""
+        if X.shape[0] == 1:
+            return run("loop", None, X)
         c = self._choice
-        if not c.decided and X.shape[0] > 1:
-            return self._decide(X, lambda s, k, P: self._losses(s, k, P, batch))
-        return self._losses(c.strategy, c.chunk_size, X, batch)
+        if not c.decided:
+            return self._decide(X, run)
+        return run(c.strategy, c.chunk_size, X)
 
 
 def dataset_losses(evaluator: PopulationEvaluator, X: torch.Tensor, batches: Callable[[], Iterable[Batch]]) -> torch.Tensor:

@@ -81,10 +81,10 @@ def survival(F: torch.Tensor, n: int, *, eliminate_duplicates: bool = False) -> 
 def band_elites(F: torch.Tensor, edges) -> np.ndarray:
     """Index of the lowest-loss row of ``F`` (m×2, density first) in each density band
     ``[edges[i], edges[i+1])`` that holds a row with a finite loss, by rising band; ties keep the lower index."""
-    Fn = F.detach().cpu().double().numpy()
+    Fn = _objectives(F)
     keep = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = np.flatnonzero((Fn[:, 0] >= lo) & (Fn[:, 0] < hi) & np.isfinite(Fn[:, 1]))
+        inside = np.flatnonzero((Fn[:, 0] >= lo) & (Fn[:, 0] < hi) & (Fn[:, 1] < _WORST))
         if len(inside):
             keep.append(inside[np.argmin(Fn[inside, 1])])  # argmin: the first of equal losses
     return np.asarray(keep, dtype=np.int64)
