@@ -4,6 +4,7 @@ GEMONN's front beats plain NSGA-II's (our toggles of GEMONN, and pymoo's own NSG
 of evaluations."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -251,6 +252,28 @@ def test_sparser_networks_take_larger_steps_by_the_density_exponent():
                                 lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]))
         assert torch.allclose(stepped[i], alone[0], rtol=0, atol=1e-6)
     assert F[:, 0].min() < 0.5 < F[:, 0].max()  # the population spans densities
+
+
+def test_the_step_size_falls_along_a_cosine_to_lr_final():
+    _, ev, opt = _make(**(TRUNK | {"trunk": 0, "lr_final": 0.1, "generations": 11}))
+    factors = []
+    for t in range(11):
+        factors.append(opt._lr_factor())
+        opt.step(lambda b=_batch(t): (lambda X: ev(X, b)))
+    want = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / 10)) for t in range(11)]
+    assert factors[0] == 1.0 and abs(factors[-1] - 0.1) < 1e-12 and factors[5] == pytest.approx(0.55)
+    assert factors == pytest.approx(want, rel=1e-12)
+    st = opt.run_state  # and the step itself is scaled by it (the last generation's: lr_final)
+    X, F, G, moments = st["X"], st["F"], st["G"], Moments(st["M"], st["V"], st["T"])
+    stepped, _ = opt._local_search(X, F, G, moments)
+    for i in range(X.shape[0]):
+        alone, _ = local_search(X[i:i + 1], G[i:i + 1], moments.rows(torch.tensor([i])),
+                                lr=torch.tensor([0.01 * 0.1]), active=torch.isfinite(F[i:i + 1, 1]))
+        assert torch.allclose(stepped[i], alone[0], rtol=0, atol=1e-7)
+
+
+def test_a_run_with_a_step_schedule_resumes_exactly():
+    _resumes_exactly(TRUNK | {"lr_final": 0.1, "generations": 9}, split=4, stop=9)
 
 
 GRADUAL = TRUNK | dict(trunk=20, trunk_prune="gradual", trunk_prune_start=0.25)

@@ -108,6 +108,18 @@ def test_dense_baseline_spends_the_budget_of_its_paired_ea_run(compose_cfg):
 
     apply_budget(paper)
     assert paper.trainer.max_steps == 499  # 50 initial + 499 x 50 children = 25,000
+    assert "generations" not in paper.optimizer  # no step schedule, nothing added
+
+
+def test_a_step_schedule_learns_the_runs_length_from_the_budget_or_max_steps(compose_cfg):
+    from ggevo.pipeline.run.train import apply_budget
+
+    budgeted = compose_cfg("optimizer=gemonn_plus_gradual", "budget=5000", "+optimizer.lr_final=0.1")
+    apply_budget(budgeted)
+    assert budgeted.optimizer.generations == budgeted.trainer.max_steps > budgeted.optimizer.trunk == 1600
+    plain = compose_cfg("+optimizer.lr_final=0.1", "trainer.max_steps=70")
+    apply_budget(plain)
+    assert plain.optimizer.generations == 70
 
 
 def test_pruned_weights_stay_zero_through_retraining(compose_cfg, tmp_path):

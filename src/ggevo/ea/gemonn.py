@@ -26,7 +26,7 @@ from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.ea.operators.trunk import branch_, prune_trunk_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
-from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer
+from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
 
 
@@ -78,6 +78,8 @@ class GEMONN(PopulationOptimizer):
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
         band_edges: list[float] | None = None,
+        lr_final: float | None = None,
+        generations: int | None = None,
     ):
         options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
         super().__init__(params, gemonn_options(options), compile=compile)
@@ -118,11 +120,23 @@ class GEMONN(PopulationOptimizer):
             return X, None
         lo, hi = self.bounds()
         lr, p = self.hp["local_search_lr"], self.hp.get("lr_density_exponent", 0.0)
+        lr = lr * self._lr_factor()
         if p:  # the step size of each row from its density (never below one entry in D)
             lr = lr * F[:, 0].clamp_min(1.0 / X.shape[1]).pow(-p)
         return self._fallback(lambda: local_search(
             X, G, moments, lr=lr, active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
             compiled=self._compiled(), inplace=inplace))
+
+    def _lr_factor(self) -> float:
+        """The step size's share this generation: 1 throughout, or with ``lr_final`` a cosine from 1 at the
+        first generation down to ``lr_final`` at the last of the run's ``generations``."""
+        final = self.hp.get("lr_final")
+        if final is None:
+            return 1.0
+        g, total = self.run_state.get("generation", 0), self.hp["generations"]
+        check_option(total is not None, "lr_final",
+                     "needs optimizer.generations, the run's length (ggevo-train sets it)")
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(g / max(total - 1, 1), 1.0)))
 
     # ------------------------------------------------------------ generation
     def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,9 @@ survive only into places the distinct networks leave. ``band_edges`` (rising den
 best network of each band between consecutive edges survive before NSGA-II fills the other places:
 a dense network that a sparse one dominates (on a small training set every network fits it, and the
 sparse ones score as well) still lives on and trains, so the population keeps a member in every band.
+``lr_final`` lowers every step size along a cosine over the run, from ``local_search_lr`` at the first
+generation to ``lr_final`` times it at the last of ``generations`` (``ggevo-train`` sets that from the
+budget or ``trainer.max_steps``); null keeps one step size throughout.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ def gemonn_options(o: dict) -> dict:
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
         band_edges=_band_edges(o["band_edges"]),
+        lr_final=_optional(o["lr_final"]), generations=None if o["generations"] is None else int(o["generations"]),
     )
 
 
@@ -108,6 +112,11 @@ def _local_search_options(o: dict) -> None:
            f"must be null (off) or a density in (0, 1), got {o['density_floor']!r}")
     _check(0.0 <= o["lr_density_exponent"] <= 1.0, "lr_density_exponent",
            f"must be in [0, 1] (0 = one step size for all), got {o['lr_density_exponent']!r}")
+    final, total = o["lr_final"], o["generations"]
+    _check(final is None or (0.0 < final <= 1.0 and lr > 0), "lr_final",
+           f"must be null (a constant step) or a share of the step in (0, 1] with local search on, got {final!r}")
+    _check(total is None or (isinstance(total, int) and total >= 1), "generations",
+           f"must be null or the run's number of generations ≥ 1, got {total!r}")
 
 
 def _trunk_options(o: dict) -> None:

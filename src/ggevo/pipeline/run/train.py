@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from ggevo.lit.clock import RunClock
 from ggevo.lit.config_stamp import ConfigStamp
@@ -67,7 +67,16 @@ def generations_for(budget: int, pop_size: int, reevaluate: bool, offspring: int
 
 
 def apply_budget(cfg: DictConfig) -> None:
-    """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it."""
+    """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it; a
+    GEMONN step-size schedule (``optimizer.lr_final``) learns the run's length from it."""
+    _apply_budget(cfg)
+    o = cfg.optimizer
+    if is_evolutionary(cfg) and o.get("lr_final") is not None and o.get("generations") is None:
+        with open_dict(o):
+            o.generations = int(cfg.trainer.max_steps)
+
+
+def _apply_budget(cfg: DictConfig) -> None:
     if cfg.get("budget") is None:
         return
     if is_evolutionary(cfg):
