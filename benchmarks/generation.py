@@ -52,20 +52,11 @@ from ggevo.pipeline.core.numerics import flush_denormals
 from ggevo.pipeline.run.build import optimizer_factory as build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phases import cpu_line, report_late, report_probe, report_single_network  # noqa: E402
+from phases import cpu_line, median_seconds, report_late, report_probe, report_single_network  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
 SCALING_H = (100, 500, 1000)
-
-
-def timed(fn, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 class TimedEvaluator:
@@ -126,7 +117,7 @@ def loop_floor(model: torch.nn.Module, batch, n: int, repeats: int) -> float:
             reconstruction_loss(model(batch[0]), batch).backward()
 
     run()
-    return timed(run, repeats) / n
+    return median_seconds(run, repeats) / n
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -239,8 +230,8 @@ def main() -> None:
     loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
     vmap = PopulationEvaluator(flat, reconstruction_loss, "vmap")
     loop(X[:2], batch), vmap(X[:2], batch)
-    t_loop = timed(lambda: loop(X, batch), args.repeats)
-    t_vmap = timed(lambda: vmap(X, batch), args.repeats)
+    t_loop = median_seconds(lambda: loop(X, batch), args.repeats)
+    t_vmap = median_seconds(lambda: vmap(X, batch), args.repeats)
     floor = loop_floor(model, batch, n, args.repeats)
     _, G = loop(X, batch)
 
@@ -258,7 +249,7 @@ def main() -> None:
     start = time.perf_counter()
     operators()
     first = time.perf_counter() - start
-    t_ops = timed(operators, args.repeats)
+    t_ops = median_seconds(operators, args.repeats)
 
     # (b)+(c) inside real generations (evaluated as `auto` decides): step time minus evaluation time.
     # [N evaluations]: parents not re-scored, N children; then the preset's own generation (re-scored

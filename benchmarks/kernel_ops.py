@@ -8,8 +8,6 @@ operations it is made of, each compiled alone over 10M float32 (large allocation
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -17,18 +15,7 @@ from ggevo.ea.operators.counter_rng import counter_hash_i32
 from ggevo.ea.operators.sbx_kernel import run_kernel
 from ggevo.pipeline.core.memory import reuse_large_allocations
 from ggevo.pipeline.core.numerics import flush_denormals
-from phases import cpu_line
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from phases import cpu_line, median_seconds
 
 
 def main() -> None:
@@ -49,7 +36,7 @@ def main() -> None:
     lo, hi = torch.full((dim,), -10.0), torch.full((dim,), 10.0)
     seconds = median_seconds(lambda: run_kernel(X, G, pairs, eta=20.0, sparsity_preservation=0.5, guided=True,
                                                 exchange=True, lower=lo, upper=hi, generator=g, compiled=True),
-                             args.repeats)
+                             args.repeats, warmup=2)
     coords = pairs.shape[1] * dim
     print(f"crossover kernel, {pairs.shape[1]} pairs x D={dim:,}, {args.threads} thread(s): {seconds * 1e3:.1f} ms, "
           f"{seconds / coords * 1e9 * args.threads:.2f} ns a coordinate pair per thread")
@@ -66,7 +53,7 @@ def main() -> None:
     }
     for name, (fn, arg) in ops.items():
         compiled = torch.compile(fn, dynamic=False)
-        s = median_seconds(lambda: compiled(arg), args.repeats)
+        s = median_seconds(lambda: compiled(arg), args.repeats, warmup=2)
         print(f"  {name}: {s / size * 1e9 * args.threads:.2f} ns an element per thread")
 
 

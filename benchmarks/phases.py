@@ -122,6 +122,18 @@ def single_network_steps(hidden: int, steps: int, rounds: int) -> tuple[list[flo
     return trunk, imp
 
 
+def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
+    """Median wall time of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def cpu_line() -> str:
     """The CPU model and the vector extensions that decide which kernels run (AVX2, AVX-512, AMX)."""
     model, flags = "unknown CPU", set()
