@@ -1,5 +1,6 @@
 """Shared helpers: compose the project's Hydra config for tiny runs with a private MLflow store."""
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,24 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """A suite started in the background (``pytest … &`` in a script) inherits Ctrl-C ignored, and so would every
+    process its tests start: the tests that interrupt a run with SIGINT need it delivered, so it is restored."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``-n 2 --dist loadgroup``, as CI runs the slow tests): the tests of one file share a
+    worker, so its module fixtures are built once, and so do all that use the team setup (one PostgreSQL,
+    MLflow server and Ray head a session)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "team" if "team_sweep" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

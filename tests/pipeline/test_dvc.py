@@ -43,6 +43,12 @@ TINY = {
         "trainer: {max_steps: 3, val_check_interval: 3}\n"
         "hydra:\n  sweeper:\n    params:\n      +plus_off: none,warmup\n"
     ),
+    "conf/experiment/ablation_plus_gradual.yaml": (
+        "# @package _global_\ndefaults:\n  - override /model: mlp\n  - override /optimizer: gemonn_plus_gradual\n"
+        "preset: ablation_plus_gradual\nscore_test: true\nhv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\nbudget: 40\n"
+        "optimizer: {pop_size: 4}\ntrainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      +gradual_off: none,band_edges\n"
+    ),
     "conf/experiment/compare_ae_small.yaml": (
         "# @package _global_\npreset: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
@@ -77,6 +83,16 @@ def _dvc(repo: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _stale(repo: Path) -> set[str]:
+    """The stages `dvc status` finds out of date (its JSON, on stdout)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return set(json.loads(proc.stdout or "{}"))
+
+
 def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -88,7 +104,8 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae_small", "plus_vs_imp_small",
+SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae_small",
+          "plus_vs_imp_small",
           "bench_mlp", "bench_lenet5", "bench_ae")
 BENCH = {"bench@mlp", "bench@lenet5", "bench@ae", "bench_check@mlp", "bench_check@lenet5"}
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
@@ -97,6 +114,7 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
            "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
            "reports/ablation_plus/table.md", "reports/ablation_plus/hypervolume.png",
+           "reports/ablation_plus_gradual/table.md", "reports/ablation_plus_gradual/accuracy.md",
            "reports/compare_ae_small/table.md", "reports/compare_ae_small/fronts.png",
            "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
            "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
@@ -143,7 +161,8 @@ def reproduced(repo) -> Path:
     _dvc(repo, "commit", "-f", *(f"archive@{name}" for name in ARCHIVE))
     first = _dvc(repo, "repro")
     assert _ran(prepared) | _ran(first) == {
-        "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "stack",
+        "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus",
+        "ablate_plus_gradual", "stack",
         *COMPARE, "report", *BENCH, "leaderboard"}
     return repo
 
@@ -180,11 +199,19 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
 
     assert _ran(_dvc(repo, "repro")) == set()
 
+    # an edited config file makes every stage that composes it stale, and only those (asked of `dvc status`:
+    # re-running them all would re-run nearly the whole pipeline) ...
     gemonn = repo / "conf/optimizer/gemonn.yaml"
-    gemonn.write_text(gemonn.read_text().replace("eta: 20.0", "eta: 15.0"))
-    third = _ran(_dvc(repo, "repro"))
-    assert "prepare" not in third
-    assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity", "stack"} <= third
+    text = gemonn.read_text()
+    gemonn.write_text(text.replace("eta: 20.0", "eta: 15.0"))
+    stale = _stale(repo)
+    assert "prepare" not in stale
+    assert {"train", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "stack"} <= stale
+    gemonn.write_text(text)
+    # ... and `dvc repro` runs exactly those, then what reads their outputs
+    popsize = repo / "conf/experiment/ablation_popsize.yaml"
+    popsize.write_text(popsize.read_text().replace("pop_size: 4,6", "pop_size: 4,8"))
+    assert _ran(_dvc(repo, "repro")) == {"ablate@ablation_popsize", "report"}
 
 
 @pytest.mark.slow
@@ -210,7 +237,8 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
 
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
-    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", *COMPARE, *BENCH,
+    assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "ablate_plus_gradual",
+                         *COMPARE, *BENCH,
                          "leaderboard"}
     _nothing_deleted(clone)
 

@@ -162,3 +162,29 @@ def _margin(mine: float | None, rival: float | None, classifier: bool) -> float 
     if mine is None or rival is None:
         return None
     return mine - rival if classifier else mine / rival
+
+
+def accuracy_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], title: str) -> str:
+    """A classifier sweep's table by the leaderboard's rule, for an ablation (``fronts``: setting → seed →
+    front, with validation and test accuracy): per density budget, each setting's test accuracy of the
+    member ``pick`` chooses on validation (mean over seeds, each seed in brackets; — where a seed has no
+    member that sparse), the best mean in bold; then each setting's bands covered and front size per seed."""
+    names = list(fronts)
+    head = ["density ≤", *names]
+    lines = [f"## {title}: test accuracy of the member best on validation at each density budget", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for b in BUDGETS:
+        picks = {n: {s: pick(f, b, classifier=True) for s, f in fronts[n].items()} for n in names}
+        means = {n: mean_score(p) for n, p in picks.items()}
+        top = max((m for m in means.values() if m is not None), default=None)
+        cells = [str(b)]
+        for n in names:
+            seeds = "/".join("—" if p is None else f"{p.test:.4f}" for p in picks[n].values())
+            mean = "—" if means[n] is None else f"{means[n]:.4f}"
+            cells.append(f"**{mean}** ({seeds})" if means[n] is not None and means[n] == top else f"{mean} ({seeds})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| setting | bands covered (of 5) | front size |", "|---|---|---|"]
+    for n in names:
+        lines.append(f"| {n} | {'/'.join(str(bands_covered(f)) for f in fronts[n].values())} | "
+                     f"{'/'.join(str(len(f['density'])) for f in fronts[n].values())} |")
+    return "\n".join(lines) + "\n"

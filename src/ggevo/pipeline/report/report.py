@@ -6,7 +6,9 @@ settings (seeds pooled) into ``reports/<preset>/table.md`` (mean ± std of final
 loss, train loss at density ≤ 0.02, 0.05, 0.1, 0.25 and 0.5, explained variance at the knee, density
 at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean over seeds),
 ``fronts.png`` (the final fronts overlaid) and ``loss_by_evaluations.png``; where jobs measured
-downstream accuracy, ``downstream.md``; where the sweep compares optimizers, ``budgets.md`` (each
+downstream accuracy, ``downstream.md``; where its fronts carry validation and test accuracy (a classifier
+with ``score_test``), ``accuracy.md`` (each setting's test accuracy at each density budget, the member
+chosen on validation, as the bench leaderboard does); where the sweep compares optimizers, ``budgets.md`` (each
 method's best train loss at density ≤ 0.02 … 0.5, and GEMONN+'s ratio to magnitude pruning),
 ``connections.png`` (each method's first-layer connections, image inputs) and ``reconstructions.png``
 (the same validation digits reconstructed by each method's member at density ≤ 0.1). A single run is
@@ -33,6 +35,7 @@ from ggevo.pipeline.core.files import write_atomically, write_json, write_text
 from ggevo.pipeline.core.paths import default_tracking_uri, rooted
 from ggevo.pipeline.record.recorder import RUN_JSON
 from ggevo.pipeline.record.sweep_record import Job, SweepRecord, group_jobs, read_record
+from ggevo.pipeline.report.bench import accuracy_markdown, mean_score, pick
 from ggevo.pipeline.report.budget_table import BASELINE, BUDGETS, PLUS, best_at, budget_table
 from ggevo.pipeline.report.figures import (Groups, front_csvs, label, plot_connections, plot_fronts, plot_hypervolume,
                                            plot_loss_by_evaluations, plot_reconstructions)
@@ -54,7 +57,7 @@ DOWNSTREAM = {
     "downstream/density": "density of the encoder",
     "downstream/test_accuracy_mean": "test accuracy",
 }
-ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "compare_ae", "compare_ae_small")
+ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae", "compare_ae_small")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -104,7 +107,8 @@ def write_fronts_csv(path: Path, fronts: dict[str, dict[str, dict[str, list[floa
 
 def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics: dict[str, list[dict]]) -> dict:
     """The figures ``dvc metrics show`` lists for a sweep: per method, the mean over seeds of the best
-    train loss at each density budget and of the final hypervolume (and downstream accuracy where measured);
+    train loss at each density budget, for a classifier also the test accuracy of the member best on validation
+    there (``bench.pick``), and of the final hypervolume (and downstream accuracy where measured);
     with GEMONN+ and IMP both swept, their ratio at each budget (below 1: GEMONN+ is better)."""
     out: dict[str, dict] = {}
     for method, seeds in fronts.items():
@@ -113,6 +117,11 @@ def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics:
             values = [v for f in seeds.values() if (v := best_at(f, b)) is not None]
             if values and len(values) == len(seeds):
                 entry[f"train_loss_at_density_{b:g}"] = round(statistics.fmean(values), 8)
+        if all("test_accuracy" in f and "val_accuracy" in f for f in seeds.values()):  # a classifier: the leaderboard's rule
+            for b in BUDGETS:
+                score = mean_score({s: pick(f, b, classifier=True) for s, f in seeds.items()})
+                if score is not None:
+                    entry[f"test_accuracy_at_density_{b:g}"] = round(score, 6)
         for key, name in (("final/hypervolume", "hypervolume"), ("downstream/test_accuracy_mean", "downstream_accuracy")):
             values = [m[key] for m in jobs_metrics.get(method, []) if key in m]
             if values:
@@ -145,6 +154,8 @@ def report_sweep(record: SweepRecord, out: Path) -> Path:
             "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     fronts = front_csvs(groups)
     write_fronts_csv(folder / "fronts.csv", fronts)
+    if fronts and all("test_accuracy" in f and "val_accuracy" in f for seeds in fronts.values() for f in seeds.values()):
+        write_text(folder / "accuracy.md", accuracy_markdown(fronts, title))
     metrics = {label(g): [j.metrics for j in jobs] for g, jobs in groups.items()}
     write_json(folder / "headline.json", headline(fronts, metrics))
     if "optimizer" in record.swept:
