@@ -74,10 +74,15 @@ TINY = {
 }
 
 
-def _dvc(repo: Path, *args: str) -> str:
+def _env() -> dict[str, str]:
+    """This interpreter's scripts first on PATH, and no tracking store from the caller's environment."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True,
+    return env
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=_env(), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -85,9 +90,7 @@ def _dvc(repo: Path, *args: str) -> str:
 
 def _stale(repo: Path) -> set[str]:
     """The stages `dvc status` finds out of date (its JSON, on stdout)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, env=_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return set(json.loads(proc.stdout or "{}"))
