@@ -164,6 +164,11 @@ def _margin(mine: float | None, rival: float | None, classifier: bool) -> float 
     return mine - rival if classifier else mine / rival
 
 
+def scored_classifier(front: dict[str, list[float]]) -> bool:
+    """Whether a front carries the validation and test accuracy ``pick`` chooses and scores a classifier by."""
+    return "val_accuracy" in front and "test_accuracy" in front
+
+
 def accuracy_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], title: str) -> str:
     """A classifier sweep's table by the leaderboard's rule, for an ablation (``fronts``: setting → seed →
     front, with validation and test accuracy): per density budget, each setting's test accuracy of the

@@ -35,7 +35,7 @@ from ggevo.pipeline.core.files import write_atomically, write_json, write_text
 from ggevo.pipeline.core.paths import default_tracking_uri, rooted
 from ggevo.pipeline.record.recorder import RUN_JSON
 from ggevo.pipeline.record.sweep_record import Job, SweepRecord, group_jobs, read_record
-from ggevo.pipeline.report.bench import accuracy_markdown, mean_score, pick
+from ggevo.pipeline.report.bench import accuracy_markdown, mean_score, pick, scored_classifier
 from ggevo.pipeline.report.budget_table import BASELINE, BUDGETS, PLUS, best_at, budget_table
 from ggevo.pipeline.report.figures import (Groups, front_csvs, label, plot_connections, plot_fronts, plot_hypervolume,
                                            plot_loss_by_evaluations, plot_reconstructions)
@@ -117,7 +117,7 @@ def headline(fronts: dict[str, dict[str, dict[str, list[float]]]], jobs_metrics:
             values = [v for f in seeds.values() if (v := best_at(f, b)) is not None]
             if values and len(values) == len(seeds):
                 entry[f"train_loss_at_density_{b:g}"] = round(statistics.fmean(values), 8)
-        if all("test_accuracy" in f and "val_accuracy" in f for f in seeds.values()):  # a classifier: the leaderboard's rule
+        if all(scored_classifier(f) for f in seeds.values()):  # a classifier: the leaderboard's rule
             for b in BUDGETS:
                 score = mean_score({s: pick(f, b, classifier=True) for s, f in seeds.items()})
                 if score is not None:
@@ -154,7 +154,7 @@ def report_sweep(record: SweepRecord, out: Path) -> Path:
             "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     fronts = front_csvs(groups)
     write_fronts_csv(folder / "fronts.csv", fronts)
-    if fronts and all("test_accuracy" in f and "val_accuracy" in f for seeds in fronts.values() for f in seeds.values()):
+    if fronts and all(scored_classifier(f) for seeds in fronts.values() for f in seeds.values()):
         write_text(folder / "accuracy.md", accuracy_markdown(fronts, title))
     metrics = {label(g): [j.metrics for j in jobs] for g, jobs in groups.items()}
     write_json(folder / "headline.json", headline(fronts, metrics))
