@@ -25,6 +25,11 @@ from tests.conftest import ROOT
 from tests.pipeline.conftest import SEEDS, STEPS
 from tests.pipeline.team.loopback import is_loopback, listeners
 
+try:  # the browser extra; without it the page fixture says what to install
+    from playwright.sync_api import expect
+except ImportError:
+    expect = None
+
 pytestmark = pytest.mark.slow
 
 PER_GENERATION = ("hypervolume", "loss/min", "loss/knee", "density/knee", "front/size", "evaluations", "nonfinite",
@@ -147,6 +152,7 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def page(team_sweep):
     from playwright.sync_api import sync_playwright
+    expect.set_options(timeout=60_000)  # assertions wait as long as actions do (the default is 5 s)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
@@ -170,7 +176,7 @@ def test_experiment_opens_on_the_runs_table(team_sweep, page, tmp_path):
     t = team_sweep
     page.goto(f"{t.server.uri}/#/experiments/{t.experiment_id}?{ML}")
     page.get_by_text(f"{len(SEEDS) + 1} matching runs").wait_for()
-    assert page.get_by_role("columnheader", name="Run Name").first.is_visible()
+    expect(page.get_by_role("columnheader", name="Run Name").first).to_be_visible()
     assert page.get_by_text("Detect Issues").count() == 0  # not the GenAI overview
     parent = page.get_by_role("row").filter(has_text="sweep smoke").first
     parent.locator("button").first.click()  # expand the sweep: its jobs are nested under it
@@ -191,9 +197,10 @@ def test_run_page_shows_the_hypervolume_chart(team_sweep, page, tmp_path):
     legend.wait_for(state="visible")
     chart = legend.locator("xpath=ancestor::*[.//*[contains(@class, 'main-svg')]][1]")
     legend.scroll_into_view_if_needed()
-    assert chart.locator(".main-svg").first.is_visible()
-    assert chart.locator(".scatterlayer path.js-line").count() >= 1
-    assert chart.locator(".points path.point").count() == STEPS
+    # plotly draws the SVG after the legend appears (later on a loaded machine): wait for it, do not sample it
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    expect(chart.locator(".scatterlayer path.js-line")).not_to_have_count(0)
+    expect(chart.locator(".points path.point")).to_have_count(STEPS)
     page.mouse.move(0, 0)
     page.screenshot(path=tmp_path / "run_metrics.png")
     keep(tmp_path / "run_metrics.png")
@@ -220,6 +227,6 @@ def test_sweep_comparison_view(team_sweep, page, tmp_path):
     page.goto(f"{t.server.uri}/#/compare-runs?{query}&{ML}")
     page.get_by_text(f"Comparing {len(SEEDS)} Runs from 1 Experiment").wait_for()
     for run in t.children:
-        assert page.get_by_text(run.info.run_name, exact=True).first.is_visible()
+        expect(page.get_by_text(run.info.run_name, exact=True).first).to_be_visible()
     page.screenshot(path=tmp_path / "sweep_compare.png")
     keep(tmp_path / "sweep_compare.png")
