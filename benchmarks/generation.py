@@ -19,8 +19,8 @@ Generations evaluate by ``evaluation.strategy=auto`` (measured on the first popu
 
 It also prints (``phases.py``) the CPU, a subnormal-float probe with ``flush_denormal`` off and on,
 ``late / early generation`` (generations resumed from the paper configuration after 400 generations
-against a fresh population's, made once and cached), and with ``--preset gemonn_plus_trunk`` a trunk
-generation against an IMP step on the same network, both run through ``train``. ``--flush-denormal
+against a fresh population's, made once and cached), and with ``--preset gemonn_plus_trunk`` or
+``gemonn_plus_gradual`` a trunk generation against an IMP step on the same network, both run through ``train``. ``--flush-denormal
 off`` times everything with the CPU's gradual underflow (``ggevo-train flush_denormal=false``).
 """
 
@@ -56,6 +56,7 @@ from phases import cpu_line, median_seconds, report_late, report_probe, report_s
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
+SINGLE_NETWORK_PRESETS = ("gemonn_plus_trunk", "gemonn_plus_gradual")  # a trunk: one network, one evaluation
 SCALING_H = (100, 500, 1000)
 
 
@@ -298,8 +299,8 @@ def main() -> None:
     if not args.no_late:  # the paper configuration's own generation (parents not re-scored), fresh and late
         paper = optimizer_factory("gemonn", n, compiled, False, offspring=None, warmup=0)
         report_late(paper, model, auto, batch, args.generations, args.hidden, n)
-    if args.preset == "gemonn_plus_trunk":
-        report_single_network(args.hidden, steps=200, rounds=3)
+    if args.preset in SINGLE_NETWORK_PRESETS:
+        report_single_network(args.preset, args.hidden, steps=200, rounds=3)
     if args.scaling:
         scaling_table(args)
 

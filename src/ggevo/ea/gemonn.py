@@ -24,7 +24,7 @@ from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
-from ggevo.ea.operators.trunk import branch_, prune_trunk_
+from ggevo.ea.operators.trunk import branch_, held_out_due, prune_trunk_
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
@@ -201,12 +201,19 @@ class GEMONN(PopulationOptimizer):
         moments = self._moments(X)
         t = int(st.get("trunk_row", F[:, 0].argmax()))  # the densest at the start
         one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
-        Ft, Gt = self._evaluate(evaluate, X[one], counts)
+        done = st.get("generation", 0) + 1
+        # selected on held-out data (``evaluate.training`` is the training loss alone): the held-out score is
+        # taken only when due (``operators.trunk.held_out_due``); between, the last one stands, unless the
+        # training loss is not finite (a diverged network stays out). Nothing selects on it during the trunk.
+        training = getattr(evaluate, "training", None)
+        stale = training is not None and not held_out_due(done, hp["trunk"])
+        Ft, Gt = self._evaluate(training if stale else evaluate, X[one], counts)
+        if stale:
+            Ft[:, 1] = torch.where(torch.isfinite(Ft[:, 1]), F[one, 1], Ft[:, 1])
         self._consistent = False  # the step is written into the row itself: no copies of it, its moments
         _, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]),
                                    inplace=True)
         F[one], G[one], moments.T[one] = Ft, Gt, Mt.T
-        done = st.get("generation", 0) + 1
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
                          start=round(hp["trunk_prune_start"] * hp["trunk"]))

@@ -22,6 +22,19 @@ from ggevo.lit.tasks import extra_scores, loss_for
 SELECT_ON = ("train", "val")
 
 
+class HeldOutScore:
+    """``training`` (the training minibatch's losses and gradients) with each row's held-out score as its f2:
+    ``EvolutionModule._held_out`` on generation ``t``'s validation batch, fetched only when a score is taken (a
+    trunk generation between held-out scores calls ``training`` alone: ``GEMONN._trunk_step``)."""
+
+    def __init__(self, module: EvolutionModule, training: Callable, t: int):
+        self.module, self.training, self.t = module, training, t
+
+    def __call__(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.module.trainer.datamodule.selection_stream().batch(self.t)[:2]
+        return self.module._held_out(self.training, batch, X)
+
+
 class EvolutionModule(pl.LightningModule):
     """Evolves ``model``'s parameters with the optimizer that ``optimizer(params)`` builds.
 
@@ -95,7 +108,7 @@ class EvolutionModule(pl.LightningModule):
             raise RuntimeError(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
         evaluate = partial(self.evaluator, batch=(x, y))
         if self.select_on != "train":
-            evaluate = partial(self._held_out, evaluate, self.trainer.datamodule.selection_stream().batch(int(t))[:2])
+            evaluate = HeldOutScore(self, evaluate, int(t))
         status = self.optimizers().step(closure=lambda: evaluate)
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()

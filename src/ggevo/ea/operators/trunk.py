@@ -14,6 +14,16 @@ from ggevo.ea.compiling import row_density
 from ggevo.ea.operators.lamarck import Moments
 
 MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt = the pruning span / 100)
+# With selection on held-out data the trunk's held-out score is taken this many times over the trunk (and at
+# its first and last generation): the trunk selects nothing, so the score only feeds the status and the
+# record, and a forward pass over a validation batch each generation cost more than the trunk's training step
+HELD_OUT_SCORES = 100
+
+
+def held_out_due(done: int, total: int) -> bool:
+    """Whether trunk generation ``done`` (1-based) of ``total`` takes its held-out score: the first, the last
+    and every ``total / HELD_OUT_SCORES``-th."""
+    return done == 1 or done == total or done % max(1, total // HELD_OUT_SCORES) == 0
 
 
 def kept_by_magnitude(trunk: torch.Tensor, prunable: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
