@@ -110,7 +110,7 @@ def _git(repo: Path, *args: str) -> str:
 SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae_small",
           "plus_vs_imp_small",
           "bench_mlp", "bench_lenet5", "bench_ae")
-BENCH = {"bench@mlp", "bench@lenet5", "bench@ae", "bench_check@mlp", "bench_check@lenet5"}
+BENCH = {"bench@mlp", "bench@lenet5", "bench@ae", "bench_check@mlp", "bench_check@lenet5", "bench_check@ae"}
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
