@@ -20,8 +20,9 @@ Generations evaluate by ``evaluation.strategy=auto`` (measured on the first popu
 It also prints (``phases.py``) the CPU, a subnormal-float probe with ``flush_denormal`` off and on,
 ``late / early generation`` (generations resumed from the paper configuration after 400 generations
 against a fresh population's, made once and cached), and with ``--preset gemonn_plus_trunk`` or
-``gemonn_plus_gradual`` a trunk generation against an IMP step on the same network, both run through ``train``. ``--flush-denormal
-off`` times everything with the CPU's gradual underflow (``ggevo-train flush_denormal=false``).
+``gemonn_plus_gradual`` a trunk generation against an IMP step on the same network, both run through
+``train``. ``--flush-denormal off`` times everything with the CPU's gradual underflow (``ggevo-train
+flush_denormal=false``).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ from phases import cpu_line, median_seconds, report_late, report_probe, report_s
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALING_N = (10, 50, 200)
-SINGLE_NETWORK_PRESETS = ("gemonn_plus_trunk", "gemonn_plus_gradual")  # a trunk: one network, one evaluation
 SCALING_H = (100, 500, 1000)
+SINGLE_NETWORK_PRESETS = ("gemonn_plus_trunk", "gemonn_plus_gradual")  # a trunk: one network, one evaluation
 
 
 class TimedEvaluator:

@@ -193,5 +193,6 @@ def report_single_network(preset: str, hidden: int, steps: int, rounds: int) -> 
     trunk, imp = single_network_steps(preset, hidden, steps, rounds)
     ratios = [t / i for t, i in zip(trunk, imp)]
     print(f"trunk generation ({preset}) / IMP step (one network, one evaluation, through train; {rounds} rounds of "
-          f"{steps} steps, mean per step): {statistics.median(ratios):.2f} x (range {min(ratios):.2f}-{max(ratios):.2f}; trunk "
-          f"{statistics.median(trunk) * 1e3:.2f} ms, IMP {statistics.median(imp) * 1e3:.2f} ms)")
+          f"{steps} steps, mean per step): {statistics.median(ratios):.2f} x (range {min(ratios):.2f}-"
+          f"{max(ratios):.2f}; trunk {statistics.median(trunk) * 1e3:.2f} ms, "
+          f"IMP {statistics.median(imp) * 1e3:.2f} ms)")

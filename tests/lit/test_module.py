@@ -70,14 +70,16 @@ def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_chang
            "hv_ref=[1.1,1.1]")
     calls = []
     scored = EvolutionModule._held_out
-    monkeypatch.setattr(EvolutionModule, "_held_out", lambda self, *a: calls.append(self.global_step) or scored(self, *a))
+    monkeypatch.setattr(EvolutionModule, "_held_out",
+                        lambda self, *a: calls.append(self.global_step) or scored(self, *a))
     monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 3)  # every 4th of 12 trunk generations
     sparse, resumed = full_and_resumed(compose_cfg, tmp_path, run, steps=16, split=6)
     trunk_calls = sorted(step + 1 for step in calls if step < 12)  # the generation (1-based) of each trunk score
     assert trunk_calls == [1, 1, 4, 4, 8, 8, 12, 12]  # the uninterrupted run and the resumed one, each at 1, 4, 8, 12
     monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 1000)  # every generation, as before the rule
     train(compose_cfg(*run, "trainer.max_steps=16", "checkpoint.every_n_steps=6", run="every"))
-    every = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"][0]["state"][0]
+    ckpt = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt", weights_only=False)
+    every = ckpt["optimizer_states"][0]["state"][0]
     after = 1 + 3 * 2  # generations 13-16: one of warm-up (parents), three of parents and children
     assert len(calls) == 2 * (4 + after) + (12 + after)  # the two runs above (one stopped and resumed), then this one
     for key in ("X", "F", "G", "M", "V", "T"):
