@@ -333,3 +333,33 @@ def test_gemonn_front_dominates_plain_nsga2():
         pymoo = _final_hypervolume(data, seed, optimizer=PymooNSGA2, generations=50)
         assert gemonn > nsga2 + 0.005, (seed, gemonn, nsga2)
         assert gemonn > pymoo + 0.005, (seed, gemonn, pymoo)
+
+
+class _HeldOut:
+    """An ``evaluate`` selected on held-out data: f2 a fixed held-out score, ``training`` the training loss alone
+    (NaN at the generation ``diverge``)."""
+
+    def __init__(self, ev, t: int, diverge: int):
+        self.ev, self.t, self.diverge = ev, t, diverge
+
+    def training(self, X):
+        loss, grad = self.ev(X, _batch(self.t))
+        return (torch.full_like(loss, math.nan) if self.t == self.diverge else loss), grad
+
+    def __call__(self, X):
+        loss, grad = self.training(X)
+        return torch.where(torch.isfinite(loss), torch.full_like(loss, 0.125), loss), grad
+
+
+def test_a_trunk_between_held_out_scores_keeps_the_last_and_a_diverged_network_stays_out(monkeypatch):
+    from ggevo.ea.operators import trunk
+
+    monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 2)  # trunk of 6: scored at generations 1, 3 and 6
+    _, ev, opt = _make(**(TRUNK | {"trunk": 6}))
+    losses = []
+    for t in range(6):
+        opt.step(lambda t=t: _HeldOut(ev, t, diverge=3))
+        losses.append(float(opt.run_state["F"][opt.run_state["trunk_row"], 1]))
+    assert losses[:3] == [0.125, 0.125, 0.125]  # scored, kept, scored again
+    assert math.isinf(losses[3]) and math.isinf(losses[4])  # its training loss went NaN: out until scored again
+    assert losses[5] == 0.125
