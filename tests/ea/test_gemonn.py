@@ -354,12 +354,14 @@ class _HeldOut:
 def test_a_trunk_between_held_out_scores_keeps_the_last_and_a_diverged_network_stays_out(monkeypatch):
     from ggevo.ea.operators import trunk
 
-    monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 2)  # trunk of 6: scored at generations 1, 3 and 6
+    monkeypatch.setattr(trunk, "TRUNK_RECORDS", 2)  # trunk of 6: scored at generations 1, 3 and 6
     _, ev, opt = _make(**(TRUNK | {"trunk": 6}))
-    losses = []
+    losses, statuses = [], []
     for t in range(6):
-        opt.step(lambda t=t: _HeldOut(ev, t, diverge=3))
+        statuses.append(opt.step(lambda t=t: _HeldOut(ev, t, diverge=3)))
         losses.append(float(opt.run_state["F"][opt.run_state["trunk_row"], 1]))
+    # the trunk's status only with its held-out score (``trunk_record_due``)
+    assert [s["generation"] if s else None for s in statuses] == [1, None, 3, None, None, 6]
     assert losses[:3] == [0.125, 0.125, 0.125]  # scored, kept, scored again
     assert math.isinf(losses[3]) and math.isinf(losses[4])  # its training loss went NaN: out until scored again
     assert losses[5] == 0.125

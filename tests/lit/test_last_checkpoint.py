@@ -1,5 +1,6 @@
-"""The checkpoint a dying run leaves (``CheckpointOnInterrupt``) and the record made whole before every
-checkpoint (``StoreBeforeCheckpoint``), on tiny real GEMONN runs interrupted by a real Ctrl-C."""
+"""The periodic checkpoint (``GenerationCheckpoint``), the checkpoint a dying run leaves (``CheckpointOnInterrupt``)
+and the record made whole before every checkpoint (``StoreBeforeCheckpoint``), on tiny real GEMONN runs, some
+interrupted by a real Ctrl-C."""
 
 import signal
 
@@ -9,7 +10,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import ggevo.ea.gemonn
-from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
+from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, GenerationCheckpoint, StoreBeforeCheckpoint
 from tests.lit.tiny_run import RecordingLogger, fit, generation_state, tiny_module, tiny_trainer
 
 
@@ -34,8 +35,30 @@ class CtrlCBefore(pl.Callback):
 
 def periodic(tmp_path, every: int) -> ModelCheckpoint:
     """The run's periodic ``last.ckpt`` (as ``pipeline.run.build`` makes it)."""
-    return ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every, save_top_k=0, save_last=True,
-                           enable_version_counter=False)
+    return GenerationCheckpoint(tmp_path, every)
+
+
+class SavedAt(pl.Callback):
+    """The generation of every checkpoint written."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self.steps.append(trainer.global_step)
+
+
+def test_a_trunk_is_checkpointed_as_often_as_its_evaluations_say_then_every_n_generations(tmp_path):
+    """A trunk generation scores one network where one of the population scores 4 (and 2 children): during a
+    trunk of 12 the checkpoint of every 2 generations comes every 2 · 4, and at the trunk's end."""
+    saved = SavedAt()
+    module = tiny_module(trunk=12, local_search_lr=0.01, offspring=2, warmup=1)
+    fit(tiny_trainer(20, [periodic(tmp_path, every=2), saved]), module)
+    assert saved.steps == [8, 12, 14, 16, 18, 20]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 20
+    saved = SavedAt()  # without a trunk: every 2
+    fit(tiny_trainer(7, [periodic(tmp_path / "plain", every=2), saved]), tiny_module())
+    assert saved.steps == [2, 4, 6]
 
 
 def test_a_run_interrupted_between_generations_saves_the_generation_it_finished(tmp_path, capsys):

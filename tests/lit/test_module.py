@@ -1,5 +1,6 @@
 """``EvolutionModule``'s held-out selection (``optimizer.select_on: val``): what f2 is, and a run with it."""
 
+import csv
 from functools import partial
 
 import torch
@@ -59,9 +60,9 @@ def test_a_run_selected_on_held_out_data_resumes_exactly(compose_cfg, tmp_path):
 
 
 def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_changes(compose_cfg, tmp_path, monkeypatch):
-    """The trunk selects nothing: between its held-out scores (``operators.trunk.held_out_due``) a trunk
-    generation costs one training evaluation and no validation pass, and the run ends where one that scores the
-    trunk every generation ends, bit for bit, stopped and resumed mid-trunk or not."""
+    """The trunk selects nothing: between its records (``operators.trunk.trunk_record_due``: its status and its
+    held-out score) a trunk generation costs one training evaluation and no validation pass, and the run ends
+    where one that scores the trunk every generation ends, bit for bit, stopped and resumed mid-trunk or not."""
     from ggevo.ea.operators import trunk
     from ggevo.pipeline.run.train import train
 
@@ -72,11 +73,14 @@ def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     scored = EvolutionModule._held_out
     monkeypatch.setattr(EvolutionModule, "_held_out",
                         lambda self, *a: calls.append(self.global_step) or scored(self, *a))
-    monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 3)  # every 4th of 12 trunk generations
+    monkeypatch.setattr(trunk, "TRUNK_RECORDS", 3)  # every 4th of 12 trunk generations
     sparse, resumed = full_and_resumed(compose_cfg, tmp_path, run, steps=16, split=6)
     trunk_calls = sorted(step + 1 for step in calls if step < 12)  # the generation (1-based) of each trunk score
     assert trunk_calls == [1, 1, 4, 4, 8, 8, 12, 12]  # the uninterrupted run and the resumed one, each at 1, 4, 8, 12
-    monkeypatch.setattr(trunk, "HELD_OUT_SCORES", 1000)  # every generation, as before the rule
+    for folder in ("full", "part"):  # the trunk's status is recorded with its held-out score, then each generation's
+        with open(tmp_path / folder / "history.csv") as f:
+            assert [int(row["step"]) for row in csv.DictReader(f)] == [1, 4, 8, 12, 13, 14, 15, 16], folder
+    monkeypatch.setattr(trunk, "TRUNK_RECORDS", 1000)  # every generation, as before the rule
     train(compose_cfg(*run, "trainer.max_steps=16", "checkpoint.every_n_steps=6", run="every"))
     ckpt = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt", weights_only=False)
     every = ckpt["optimizer_states"][0]["state"][0]

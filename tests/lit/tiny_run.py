@@ -17,9 +17,11 @@ from ggevo.lit.module import EvolutionModule
 from ggevo.models import MLP
 
 
-def tiny_module() -> EvolutionModule:
+def tiny_module(**options) -> EvolutionModule:
+    """The 4-network population (``options``: more of ``GEMONN``'s, e.g. a trunk)."""
     torch.manual_seed(0)
-    return EvolutionModule(MLP(inputs=6, widths=[5], classes=3), partial(GEMONN, pop_size=4, compile=False, seed=0),
+    return EvolutionModule(MLP(inputs=6, widths=[5], classes=3),
+                           partial(GEMONN, pop_size=4, compile=False, seed=0, **options),
                            task="classification", evaluation="loop")
 
 

@@ -24,7 +24,7 @@ from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
-from ggevo.ea.operators.trunk import branch_, held_out_due, prune_trunk_
+from ggevo.ea.operators.trunk import branch_, prune_trunk_, trunk_record_due
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
@@ -202,11 +202,13 @@ class GEMONN(PopulationOptimizer):
         t = int(st.get("trunk_row", F[:, 0].argmax()))  # the densest at the start
         one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
         done = st.get("generation", 0) + 1
-        # selected on held-out data (``evaluate.training`` is the training loss alone): the held-out score is
-        # taken only when due (``operators.trunk.held_out_due``); between, the last one stands, unless the
-        # training loss is not finite (a diverged network stays out). Nothing selects on it during the trunk.
+        # the status is recorded only when due (``operators.trunk.trunk_record_due``), and selected on held-out
+        # data (``evaluate.training`` is the training loss alone) the held-out score is taken then; between, the
+        # last one stands, unless the training loss is not finite (a diverged network stays out). Nothing selects
+        # on it during the trunk.
+        due = trunk_record_due(done, hp["trunk"])
         training = getattr(evaluate, "training", None)
-        stale = training is not None and not held_out_due(done, hp["trunk"])
+        stale = training is not None and not due
         Ft, Gt = self._evaluate(training if stale else evaluate, X[one], counts)
         if stale:
             Ft[:, 1] = torch.where(torch.isfinite(Ft[:, 1]), F[one, 1], Ft[:, 1])
@@ -220,7 +222,7 @@ class GEMONN(PopulationOptimizer):
         elif done == hp["trunk"]:
             branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)
         st["trunk_row"] = t
-        return self._commit(X, F, G, moments, counts)
+        return self._commit(X, F, G, moments, counts, report=due)
 
     def _prunable(self) -> torch.Tensor:
         """(D,) bool: the entries pruning may zero (all but the exempt biases)."""
@@ -228,8 +230,9 @@ class GEMONN(PopulationOptimizer):
         return torch.ones(self.layout.dim, dtype=torch.bool, device=self._device()) if exempt is None else ~exempt
 
     @torch.no_grad()
-    def step(self, closure: Closure) -> dict:  # type: ignore[override]
-        """One generation on the minibatch that ``closure`` scores; returns a status dict.
+    def step(self, closure: Closure) -> dict | None:  # type: ignore[override]
+        """One generation on the minibatch that ``closure`` scores; returns a status dict (None for a trunk
+        generation between the trunk's records: ``operators.trunk.trunk_record_due``).
 
         The state changes only in a short commit at the end, so a run interrupted anywhere
         else still holds the previous generation, whole (a trunk generation writes its one row's step
@@ -287,8 +290,8 @@ class GEMONN(PopulationOptimizer):
         return self._commit(X, F, G, moments, counts)
 
     def _commit(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor, moments: Moments | None,
-                counts: dict) -> dict:
-        """End a generation: the run state takes the new population and counts, then the status."""
+                counts: dict, report: bool = True) -> dict | None:
+        """End a generation: the run state takes the new population and counts, then the status (``report``)."""
         st = self.run_state
         if moments is not None:
             st.update(M=moments.M, V=moments.V, T=moments.T)
@@ -302,6 +305,6 @@ class GEMONN(PopulationOptimizer):
         )
         self._consistent = True
         front = self.front_indices()  # sorted once for the status and the knee
-        status = self.status(front)
+        status = self.status(front) if report else None
         self._load_knee(front)
         return status

@@ -1,10 +1,12 @@
-"""The checkpoint a dying run leaves: saved on Ctrl-C, SIGTERM or an exception, so no generation is lost."""
+"""A run's checkpoints: the periodic one, and the one a dying run leaves (saved on Ctrl-C, SIGTERM or an
+exception, so no generation is lost)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ggevo.lit.module import EvolutionModule
 
@@ -33,3 +35,21 @@ class StoreBeforeCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         for logger in trainer.loggers:
             logger.save()
+
+
+class GenerationCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every`` generations, where the module says so (``checkpoint_due(step, every)``;
+    ``EvolutionModule``'s counts a trunk's one-network generations as a share of a population's), else at each
+    multiple of ``every``."""
+
+    def __init__(self, dirpath: Path, every: int):
+        # asked at every step: the skip below decides (Lightning's own step count would save at each multiple)
+        super().__init__(dirpath=dirpath, every_n_train_steps=1, save_top_k=0, save_last=True,
+                         enable_version_counter=False)
+        self.every = every
+
+    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+        step = trainer.global_step
+        due = getattr(trainer.lightning_module, "checkpoint_due", None)
+        return super()._should_skip_saving_checkpoint(trainer) or not (
+            due(step, self.every) if due is not None else step % self.every == 0)

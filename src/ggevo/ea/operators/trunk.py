@@ -14,16 +14,18 @@ from ggevo.ea.compiling import row_density
 from ggevo.ea.operators.lamarck import Moments
 
 MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt = the pruning span / 100)
-# With selection on held-out data the trunk's held-out score is taken this many times over the trunk (and at
-# its first and last generation): the trunk selects nothing, so the score only feeds the status and the
-# record, and a forward pass over a validation batch each generation cost more than the trunk's training step
-HELD_OUT_SCORES = 100
+# The trunk's status is recorded this many times over the trunk (and at its first and last generation), and
+# with selection on held-out data its held-out score is taken then: the trunk selects nothing, so the score
+# only feeds the status. A forward pass over a validation batch each generation cost more than the trunk's
+# training step, and a status each generation (computed, then stored in MLflow) a fifth of it; the gradient
+# baselines record one every 50 steps (``lit.sparse.module.STATUS_EVERY``).
+TRUNK_RECORDS = 100
 
 
-def held_out_due(done: int, total: int) -> bool:
-    """Whether trunk generation ``done`` (1-based) of ``total`` takes its held-out score: the first, the last
-    and every ``total / HELD_OUT_SCORES``-th."""
-    return done == 1 or done == total or done % max(1, total // HELD_OUT_SCORES) == 0
+def trunk_record_due(done: int, total: int) -> bool:
+    """Whether trunk generation ``done`` (1-based) of ``total`` records its status (and takes its held-out
+    score): the first, the last and every ``total / TRUNK_RECORDS``-th."""
+    return done == 1 or done == total or done % max(1, total // TRUNK_RECORDS) == 0
 
 
 def kept_by_magnitude(trunk: torch.Tensor, prunable: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,10 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ggevo.lit.clock import RunClock
 from ggevo.lit.gradient import GradientModule
-from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, StoreBeforeCheckpoint
+from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, GenerationCheckpoint, StoreBeforeCheckpoint
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.core.errors import ConfigError
@@ -95,9 +94,9 @@ def build_recorder(cfg: DictConfig, out: Path) -> Recorder:
 
 def build_trainer(cfg: DictConfig, recorder: Recorder, out: Path, clock: RunClock,
                   callbacks: list[pl.Callback] = ()) -> pl.Trainer:
-    """The Trainer: a checkpoint every ``checkpoint.every_n_steps`` generations and on any interruption."""
-    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=cfg.checkpoint.every_n_steps,
-                                  save_top_k=0, save_last=True, enable_version_counter=False)
+    """The Trainer: a checkpoint every ``checkpoint.every_n_steps`` generations (``GenerationCheckpoint``) and on
+    any interruption."""
+    checkpoints = GenerationCheckpoint(out / "checkpoints", cfg.checkpoint.every_n_steps)
     last = out / "checkpoints" / "last.ckpt"
     return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out),
                        callbacks=[StoreBeforeCheckpoint(), checkpoints, CheckpointOnInterrupt(last),
