@@ -305,6 +305,29 @@ def test_without_duplicates_the_floor_does_not_fill_with_copies():
     assert distinct[True] > distinct[False]
 
 
+def test_without_floor_breeding_no_parent_at_the_floor_breeds():
+    """A child of a parent at the prune floor is its copy; with floor_breeds off every parent is drawn from
+    the networks above the floor, so no pair holds one at it (while one above it is left)."""
+    kw = TRUNK | dict(trunk=0, prune_floor=0.3, min_density=0.3, density_floor=0.3)
+    at_floor_bred = {}
+    for flag in (True, False):
+        _, ev, opt = _make(**(kw | dict(floor_breeds=flag)))
+        seen, original = [], opt._parents
+
+        def spy(F, m, original=original, seen=seen):
+            pairs = original(F, m)
+            above = torch.round(F[:, 0].double() * opt.layout.dim) > math.ceil(0.3 * opt.layout.dim)
+            if above.any():
+                seen.append(int((~above[pairs]).sum()))
+            return pairs
+
+        opt._parents = spy
+        _run(opt, ev, 0, 40)
+        at_floor_bred[flag] = sum(seen)
+        assert seen  # some generation had a network above the floor
+    assert at_floor_bred[False] == 0 and at_floor_bred[True] > 0
+
+
 # ------------------------------------------------------------------ the paper's claim
 PLAIN_NSGA2 = {"crossover": "sbx", "mutation": "polynomial", "sparsity_preservation": 0.0, "exchange": False}
 

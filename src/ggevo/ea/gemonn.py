@@ -77,6 +77,7 @@ class GEMONN(PopulationOptimizer):
         trunk_prune_start: float = 0.25,
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
+        floor_breeds: bool = True,
         band_edges: list[float] | None = None,
         lr_final: float | None = None,
         generations: int | None = None,
@@ -161,6 +162,23 @@ class GEMONN(PopulationOptimizer):
         if len(crossed):
             children[:, crossed.to(X.device)] = kernel(pairs[:, crossed])
         return children.view(-1, X.shape[1])
+
+    def _parents(self, F: torch.Tensor, m: int) -> torch.Tensor:
+        """``m`` parents by binary tournament on (floored) rank and crowding; with ``floor_breeds`` off, only
+        among the networks magnitude mutation can still prune (above ``prune_floor``), while any is: a child
+        of a network at the floor would be its copy, trained on the same minibatches to the same weights."""
+        hp = self.hp
+        rank, crowding = rank_and_crowding(floored(F, hp.get("density_floor")))
+        floor = hp.get("prune_floor")
+        if hp.get("floor_breeds", True) or floor is None or hp["mutation"] != "magnitude":
+            return binary_tournament(rank, crowding, m, generator=self.generator)
+        dim = self.layout.dim
+        nonzero = torch.round(F[:, 0].double().cpu() * dim)  # F's density is the count over D, exact in float
+        able = (nonzero > math.ceil(floor * dim)).nonzero().squeeze(1)
+        if not len(able):
+            return binary_tournament(rank, crowding, m, generator=self.generator)
+        able = able.to(rank.device)
+        return able[binary_tournament(rank[able], crowding[able], m, generator=self.generator)]
 
     def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         hp = self.hp
@@ -257,8 +275,7 @@ class GEMONN(PopulationOptimizer):
         n = X.shape[0]
         m = 0 if warm else hp["offspring"] or n
         if m:
-            ranked = rank_and_crowding(floored(F, hp.get("density_floor")))
-            pairs = binary_tournament(*ranked, m, generator=self.generator).view(2, m // 2)
+            pairs = self._parents(F, m).view(2, m // 2)
             C = self._variation(X, G, pairs)
             FC, GC = self._evaluate(evaluate, C, counts)
         else:  # warming up: no children

@@ -31,7 +31,9 @@ row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_
 keeps at least that density (all of it, if its parent is already there), so the sparse end of the
 front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
 objectives equal another network's (a copy, such as the child of a parent already at the floor)
-survive only into places the distinct networks leave. ``band_edges`` (rising densities) lets the
+survive only into places the distinct networks leave; ``floor_breeds: false`` keeps such copies from
+being bred at all: parents are drawn only from the networks above the floor while there are any.
+``band_edges`` (rising densities) lets the
 best network of each band between consecutive edges survive before NSGA-II fills the other places:
 a dense network that a sparse one dominates (on a small training set every network fits it, and the
 sparse ones score as well) still lives on and trains, so the population keeps a member in every band.
@@ -88,7 +90,7 @@ def gemonn_options(o: dict) -> dict:
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
-        band_edges=_band_edges(o["band_edges"]),
+        floor_breeds=bool(o["floor_breeds"]), band_edges=_band_edges(o["band_edges"]),
         lr_final=_optional(o["lr_final"]), generations=None if o["generations"] is None else int(o["generations"]),
     )
 
