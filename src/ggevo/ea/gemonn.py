@@ -169,16 +169,19 @@ class GEMONN(PopulationOptimizer):
         of a network at the floor would be its copy, trained on the same minibatches to the same weights."""
         hp = self.hp
         rank, crowding = rank_and_crowding(floored(F, hp.get("density_floor")))
-        floor = hp.get("prune_floor")
-        if hp.get("floor_breeds", True) or floor is None or hp["mutation"] != "magnitude":
+        pool = None
+        if not hp.get("floor_breeds", True) and hp["mutation"] == "magnitude" and hp.get("prune_floor") is not None:
+            nonzero = torch.round(F[:, 0].double() * self.layout.dim)  # F's density is the count over D
+            able = (nonzero > self._min_nonzero()).nonzero().squeeze(1).to(rank.device)
+            pool = able if len(able) else None
+        if pool is None:
             return binary_tournament(rank, crowding, m, generator=self.generator)
-        dim = self.layout.dim
-        nonzero = torch.round(F[:, 0].double().cpu() * dim)  # F's density is the count over D, exact in float
-        able = (nonzero > math.ceil(floor * dim)).nonzero().squeeze(1)
-        if not len(able):
-            return binary_tournament(rank, crowding, m, generator=self.generator)
-        able = able.to(rank.device)
-        return able[binary_tournament(rank[able], crowding[able], m, generator=self.generator)]
+        return pool[binary_tournament(rank[pool], crowding[pool], m, generator=self.generator)]
+
+    def _min_nonzero(self) -> int:
+        """The fewest nonzero entries magnitude mutation leaves a child: ``prune_floor``'s count (0 without one)."""
+        floor = self.hp.get("prune_floor")
+        return 0 if floor is None else math.ceil(floor * self.layout.dim)
 
     def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         hp = self.hp
@@ -189,10 +192,9 @@ class GEMONN(PopulationOptimizer):
             columns = None if exempt is None else (~exempt).nonzero().squeeze(1)
             return zero_mutation_(children, rate=hp["mutation_rate"], generator=self.generator, columns=columns)
         if hp["mutation"] == "magnitude":
-            floor = hp.get("prune_floor")
             return magnitude_prune_(children, probability=hp["prune_probability"], fraction=hp["prune_fraction"],
                                     prunable=None if exempt is None else ~exempt, generator=self.generator,
-                                    min_nonzero=0 if floor is None else math.ceil(floor * X.shape[1]))
+                                    min_nonzero=self._min_nonzero())
         return polynomial_mutation_(children, lower=lo, upper=hi, eta=hp["mutation_eta"],
                                     rate=hp["mutation_rate"], generator=self.generator)
 
