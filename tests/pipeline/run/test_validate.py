@@ -37,3 +37,20 @@ def test_sparse_method_keys_fail_as_one_line_naming_the_key(compose_cfg, overrid
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: ") as err:
         validate(cfg)
     assert "\n" not in str(err.value)
+
+
+def test_a_misspelt_optimizer_key_fails_naming_the_key_it_was_meant_to_be(compose_cfg):
+    message = _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_gradual", "+optimizer.floor_breed=false"),
+                                    "optimizer.floor_breed")
+    assert message.endswith("(did you mean optimizer.floor_breeds?)"), message
+
+
+@pytest.mark.parametrize("overrides", [
+    ("optimizer=imp", "optimizer.pop_size=4"),  # GEMONN's key in Adam's section: a shared preset key, dropped
+    ("optimizer=gmp", "budget=5000", "optimizer.prune_start=0.2"),  # a sparse method's schedule
+    ("optimizer=gemonn_plus_trunk", "optimizer.trunk_fraction=0.5"),  # read by the run, not the optimizer
+])
+def test_a_key_some_optimizer_or_the_run_reads_is_accepted(compose_cfg, overrides):
+    from ggevo.pipeline.run.validate import validate
+
+    validate(compose_cfg(*overrides))

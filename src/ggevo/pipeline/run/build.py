@@ -22,7 +22,7 @@ from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import rooted
 from ggevo.pipeline.record.recorder import Recorder
-from ggevo.pipeline.run.validate import evolves_population, optimizer_arguments
+from ggevo.pipeline.run.validate import MODULE_KEYS, evolves_population, optimizer_arguments
 
 
 def build_model(model_cfg: dict) -> torch.nn.Module:
@@ -55,9 +55,9 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 def optimizer_factory(cfg: DictConfig):
     """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
     args = optimizer_arguments(cfg.optimizer)
-    module_keys = {"prune_schedule", "trunk_fraction", "select_on"}  # keys the LightningModule or apply_budget take: a pruning schedule, a sparse method's
+    module_keys = set(MODULE_KEYS)  # keys the run reads (validate.MODULE_KEYS), and a sparse method's schedule
     if cfg.optimizer.get("method"):
-        module_keys |= {"method", *method_options(cfg.optimizer)}
+        module_keys |= set(method_options(cfg.optimizer))
     dropped = sorted(k for k in cfg.optimizer if not k.startswith("_") and k not in args and k not in module_keys)
     if dropped:
         print(f"note: {args['_target_']} ignores optimizer.{', optimizer.'.join(dropped)}")

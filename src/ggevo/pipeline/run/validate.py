@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 
 import torch
@@ -12,10 +13,17 @@ from ggevo.data.sources import DATASETS
 from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.gradient import check_schedule
 from ggevo.lit.module import SELECT_ON
-from ggevo.lit.sparse import METHODS, build_method
+from ggevo.lit.sparse import FROM_RUN, METHODS, build_method
 from ggevo.lit.tasks import TASKS
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.renamed import check_renamed_keys
+
+
+# keys of the optimizer section read by the run rather than the optimizer class: a gradient optimizer's pruning
+# schedule, the trunk's share of the budget, what selection scores (the LightningModule), a sparse method's name
+MODULE_KEYS = frozenset({"prune_schedule", "trunk_fraction", "select_on", "method"})
+# the optimizer classes the presets (conf/optimizer/) name: a key one of them takes is a shared preset key
+SHIPPED_OPTIMIZERS = ("ggevo.ea.GEMONN", "ggevo.ea.PymooNSGA2", "torch.optim.Adam", "torch.optim.SGD")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -51,8 +59,32 @@ def optimizer_arguments(o: DictConfig) -> dict:
     return {k: v for k, v in opt.items() if k.startswith("_") or k in accepted}
 
 
+def known_optimizer_keys(target: str) -> set[str]:
+    """Every key an ``optimizer`` section may hold: those of ``target``'s class and of each shipped optimizer
+    (presets share keys: ``optimizer=imp`` inherits none of GEMONN's, but a user's preset may), the run's own
+    (``MODULE_KEYS``) and every sparse method's schedule."""
+    keys = set(MODULE_KEYS)
+    for name in {target, *SHIPPED_OPTIMIZERS}:
+        keys |= set(inspect.signature(get_class(name)).parameters) - {"self", "params"}
+    for cls in METHODS.values():
+        keys |= set(inspect.signature(cls).parameters) - FROM_RUN
+    return keys
+
+
+def _check_known_keys(o: DictConfig) -> None:
+    """A key that nothing reads (a misspelling: ``optimizer.floor_breed``) fails, naming the closest one; a key
+    another optimizer takes is dropped with a note when the run is built (``build.optimizer_factory``)."""
+    known = known_optimizer_keys(str(o._target_))
+    for key in o:
+        if not str(key).startswith("_") and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
+            raise ConfigError(f"optimizer.{key}: no optimizer or sparse method takes this key{hint}")
+
+
 def _validate_optimizer(o: DictConfig) -> None:
     """Every option is checked by the optimizer itself, once: here it is built on a stand-in parameter."""
+    _check_known_keys(o)
     population = evolves_population(o)
     args = {k: v for k, v in optimizer_arguments(o).items() if not k.startswith("_")}
     try:
