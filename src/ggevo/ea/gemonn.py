@@ -75,6 +75,7 @@ class GEMONN(PopulationOptimizer):
         lr_density_exponent: float = 0.0,
         trunk_prune: str = "oneshot",
         trunk_prune_start: float = 0.25,
+        trunk_rebase: bool = False,
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
         floor_breeds: bool = True,
@@ -238,7 +239,7 @@ class GEMONN(PopulationOptimizer):
         F[one], G[one], moments.T[one] = Ft, Gt, Mt.T
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
-                         start=round(hp["trunk_prune_start"] * hp["trunk"]))
+                         start=round(hp["trunk_prune_start"] * hp["trunk"]), rebase=hp.get("trunk_rebase", False))
         elif done == hp["trunk"]:
             branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)
         st["trunk_row"] = t

@@ -27,7 +27,10 @@ trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the firs
 row's, its mask updated 100 times; each other row branches off when the trunk
 passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
 sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
-row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``prune_floor`` stops magnitude mutation there: a child
+row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``trunk_rebase`` then gives every branch, at the
+trunk's last generation, the trunk's final weights and moments wherever the trunk still has any (a subset of
+the branch's own entries, so its density is unchanged): the dense branches, taken early, otherwise start the
+population with the least trained weights. ``prune_floor`` stops magnitude mutation there: a child
 keeps at least that density (all of it, if its parent is already there), so the sparse end of the
 front stays at the floor instead of drifting below it. ``eliminate_duplicates`` lets a child whose
 objectives equal another network's (a copy, such as the child of a parent already at the floor)
@@ -89,6 +92,7 @@ def gemonn_options(o: dict) -> dict:
         inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]), trunk=int(o["trunk"]),
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
+        trunk_rebase=bool(o["trunk_rebase"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
         floor_breeds=bool(o["floor_breeds"]), band_edges=_band_edges(o["band_edges"]),
         lr_final=_optional(o["lr_final"]), generations=None if o["generations"] is None else int(o["generations"]),
@@ -130,5 +134,7 @@ def _trunk_options(o: dict) -> None:
            f"must be one of {TRUNK_PRUNES}, got {o['trunk_prune']!r}")
     _check(0.0 <= o["trunk_prune_start"] < 1.0, "trunk_prune_start",
            f"must be a fraction of the trunk in [0, 1), got {o['trunk_prune_start']!r}")
+    _check(isinstance(o["trunk_rebase"], bool) and (not o["trunk_rebase"] or o["trunk_prune"] == "gradual"),
+           "trunk_rebase", f"must be true or false, and true only with trunk_prune: gradual, got {o['trunk_rebase']!r}")
     _check(o["prune_floor"] is None or 0.0 < o["prune_floor"] < 1.0, "prune_floor",
            f"must be null (off) or a density in (0, 1), got {o['prune_floor']!r}")

@@ -63,3 +63,32 @@ def test_a_gradual_trunk_prunes_along_the_cubic_schedule_and_each_row_branches_a
             assert torch.isinf(st["F"][i, 1])
     assert sorted(seen) == sorted(set(range(8)) - {t})  # every other row branched, once
     assert count == final and st["evaluations"] == 20  # the trunk ends at the sparsest density, one network a generation
+
+
+def test_rebased_branches_take_the_final_trunk_where_it_has_weights_and_keep_their_own_elsewhere():
+    _, ev, plain = _make(**GRADUAL)
+    _, ev_r, rebased = _make(**GRADUAL, trunk_rebase=True)
+    _run(plain, ev, 0, 19)
+    _run(rebased, ev_r, 0, 19)
+    assert torch.equal(plain.run_state["X"], rebased.run_state["X"])  # the same run until the trunk's last generation
+    _run(plain, ev, 19, 20)
+    _run(rebased, ev_r, 19, 20)
+    a, b = plain.run_state, rebased.run_state
+    t = int(a["trunk_row"])
+    core = a["X"][t] != 0
+    assert torch.equal(a["X"][t], b["X"][t])
+    for i in range(8):
+        if i == t:
+            continue
+        assert torch.equal(b["X"][i] != 0, a["X"][i] != 0)  # the branch's own entries: its density unchanged
+        assert torch.equal(b["X"][i][core], a["X"][t][core])  # the trunk's final weights ...
+        assert torch.equal(b["M"][i][core], a["M"][t][core]) and torch.equal(b["V"][i][core], a["V"][t][core])
+        assert torch.equal(b["X"][i][~core], a["X"][i][~core])  # ... and its own everywhere else
+    assert not torch.equal(a["X"], b["X"])  # an early branch had drifted from the trunk's final weights
+
+
+def test_rebase_is_an_option_of_a_gradual_trunk_only():
+    import pytest
+
+    with pytest.raises(ValueError, match="^optimizer.trunk_rebase: "):
+        _make(**{**GRADUAL, "trunk_prune": "oneshot"}, trunk_rebase=True)

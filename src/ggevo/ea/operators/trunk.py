@@ -67,11 +67,23 @@ def cubic_count(done: int, total: int, start: int, dense: int, final: int) -> in
     return final + int(round((dense - final) * (1.0 - (done - start) / (total - start)) ** 3))
 
 
+def rebase_(X: torch.Tensor, moments: Moments, t: int, rows: torch.Tensor) -> None:
+    """In place: on row ``t``'s nonzero entries, the rows of the mask ``rows`` take its values and moments;
+    elsewhere they keep their own. A row branched from a gradual trunk holds every entry the trunk still
+    holds (pruning only removes), so its density is unchanged: an early, dense branch gets the trunk's
+    most trained weights back under its own extra ones."""
+    core = (X[t] != 0) & rows.unsqueeze(1)
+    X.copy_(torch.where(core, X[t], X))
+    moments.M.copy_(torch.where(core, moments.M[t], moments.M))
+    moments.V.copy_(torch.where(core, moments.V[t], moments.V))
+
+
 def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor, *,
-                 done: int, total: int, start: int) -> None:
+                 done: int, total: int, start: int, rebase: bool = False) -> None:
     """In place, after trunk generation ``done`` of a gradual trunk: on a mask update, the rows whose
     density the trunk passes branch from it (``branch_``; at the last update every row not yet branched),
-    then the trunk drops its smallest prunable entries down to the schedule's count."""
+    then the trunk drops its smallest prunable entries down to the schedule's count; with ``rebase``, after
+    the last, every other row takes the trunk's final weights where the trunk has any (``rebase_``)."""
     if not mask_update(done, total, start):
         return
     counts = (X[:, prunable] != 0).sum(dim=1)
@@ -84,10 +96,11 @@ def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, pru
     due = others & (counts <= current) & ((counts > target) | last)
     if due.any():
         branch_(X, F, moments, t, prunable, due)
-    if target >= current:
-        return
-    pruned = ~kept_by_magnitude(X[t], prunable, torch.tensor([[target]], device=X.device))[0]
-    X[t, pruned] = 0.0
-    moments.M[t, pruned] = 0.0
-    moments.V[t, pruned] = 0.0
-    F[t, 0] = row_density(X[t : t + 1])[0]
+    if target < current:
+        pruned = ~kept_by_magnitude(X[t], prunable, torch.tensor([[target]], device=X.device))[0]
+        X[t, pruned] = 0.0
+        moments.M[t, pruned] = 0.0
+        moments.V[t, pruned] = 0.0
+        F[t, 0] = row_density(X[t : t + 1])[0]
+    if rebase and last:
+        rebase_(X, moments, t, others)
