@@ -18,12 +18,17 @@ from ggevo.lit.sparse.rigl import RigLModule
 
 METHODS: dict[str, type[SparseModule]] = {"gmp": GMPModule, "rigl": RigLModule, "oneshot": OneShotModule}
 # what a run passes itself, never an optimizer key
-FROM_RUN = {"model", "optimizer", "task", "budget", "hv_ref", "seed"}
+_FROM_RUN = {"model", "optimizer", "task", "budget", "hv_ref", "seed"}
+
+
+def method_keys(method: str) -> set[str]:
+    """The optimizer keys ``method``'s module takes (its schedule), not those a run passes itself."""
+    return set(inspect.signature(METHODS[method]).parameters) - _FROM_RUN
 
 
 def method_options(optimizer: Mapping) -> dict:
     """The keys of a config's ``optimizer`` section that its ``method``'s module takes (its schedule)."""
-    accepted = set(inspect.signature(METHODS[optimizer["method"]]).parameters) - FROM_RUN
+    accepted = method_keys(optimizer["method"])
     return {k: v for k, v in optimizer.items() if k in accepted}
 
 
@@ -38,4 +43,4 @@ def build_method(model: nn.Module, optimizer: Callable[..., torch.optim.Optimize
     return cls(model, optimizer, **run, **method_options(config))
 
 
-__all__ = ["FROM_RUN", "METHODS", "GMPModule", "OneShotModule", "RigLModule", "SparseModule", "build_method", "method_options"]
+__all__ = ["METHODS", "GMPModule", "OneShotModule", "RigLModule", "SparseModule", "build_method", "method_keys", "method_options"]

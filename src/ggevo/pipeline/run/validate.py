@@ -13,7 +13,7 @@ from ggevo.data.sources import DATASETS
 from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.gradient import check_schedule
 from ggevo.lit.module import SELECT_ON
-from ggevo.lit.sparse import FROM_RUN, METHODS, build_method
+from ggevo.lit.sparse import METHODS, build_method, method_keys
 from ggevo.lit.tasks import TASKS
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.renamed import check_renamed_keys
@@ -66,8 +66,8 @@ def known_optimizer_keys(target: str) -> set[str]:
     keys = set(MODULE_KEYS)
     for name in {target, *SHIPPED_OPTIMIZERS}:
         keys |= set(inspect.signature(get_class(name)).parameters) - {"self", "params"}
-    for cls in METHODS.values():
-        keys |= set(inspect.signature(cls).parameters) - FROM_RUN
+    for method in METHODS:
+        keys |= method_keys(method)
     return keys
 
 
