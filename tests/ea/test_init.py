@@ -52,3 +52,20 @@ def test_geometric_grading_spans_min_density_to_one_and_spares_exempt_entries():
     density = (X[:, :60000] != 0).float().mean(dim=1)
     assert torch.allclose(density, torch.tensor([0.01, 0.01**0.75, 0.1, 0.01**0.25, 1.0]), rtol=0.1)
     assert bool((X[:, 60000:] != 0).all())
+
+
+def test_initial_densities_are_exact_counts_within_each_budget():
+    """``initial_densities``: row i holds exactly floor(d_i · D) nonzero entries, the exempt ones among them, so
+    its density is d_i or just under (never over a density budget d_i); the others are drawn at random."""
+    layout = ParamLayout([torch.Size([200, 300]), torch.Size([200])])
+    exempt = ~layout.is_weight()
+    wanted = [0.02, 0.05, 0.1, 0.25, 1.0, 0.1]
+    X = initial_population(layout, 6, densities=wanted, exempt=exempt, generator=torch.Generator().manual_seed(0))
+    counts = (X != 0).sum(dim=1)
+    assert counts.tolist() == [math.floor(d * layout.dim) for d in wanted]
+    assert bool((counts.double() / layout.dim <= torch.tensor(wanted, dtype=torch.float64)).all())
+    assert bool((X[:, 60000:] != 0).all())  # the exempt biases are all kept
+    assert not torch.equal(X[2] != 0, X[5] != 0)  # two rows of one density: two draws
+    with pytest.raises(ValueError, match="initial_densities"):
+        from ggevo.ea.gemonn import GEMONN
+        GEMONN([torch.nn.Parameter(torch.zeros(4, 3))], pop_size=4, initial_densities=[0.1, 0.5])

@@ -65,6 +65,7 @@ class GEMONN(PopulationOptimizer):
         crossover_prob: float = 1.0,
         exempt_biases: bool = False,
         min_density: float | None = None,
+        initial_densities: list[float] | None = None,
         prune_probability: float = 0.5,
         prune_fraction: float = 0.1,
         local_search_lr: float = 0.0,
@@ -106,7 +107,8 @@ class GEMONN(PopulationOptimizer):
         hp = self.hp
         lo, hi = self.bounds()
         return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
-                                  min_density=hp["min_density"], exempt=self._exempt(),
+                                  min_density=hp["min_density"], densities=hp.get("initial_densities"),
+                                  exempt=self._exempt(),
                                   lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
                                   dtype=self.params[0].dtype).to(self._device())
 

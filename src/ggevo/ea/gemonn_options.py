@@ -74,6 +74,11 @@ def gemonn_options(o: dict) -> dict:
     _check(0.0 <= o["crossover_prob"] <= 1.0, "crossover_prob", f"must be a probability, got {o['crossover_prob']}")
     _check(o["min_density"] is None or 0.0 < o["min_density"] <= 1.0, "min_density",
            f"must be null or in (0, 1], got {o['min_density']}")
+    densities = o["initial_densities"]
+    _check(densities is None or (len(list(densities)) == o["pop_size"]
+                                 and all(isinstance(d, (int, float)) and 0.0 < d <= 1.0 for d in densities)),
+           "initial_densities", f"must be null or pop_size ({o['pop_size']}) densities in (0, 1], got {densities!r}")
+    _check(densities is None or o["graded_density"], "initial_densities", "needs graded_density: true")
     _check(0.0 <= o["prune_probability"] <= 1.0, "prune_probability",
            f"must be a probability, got {o['prune_probability']}")
     _check(0.0 < o["prune_fraction"] < 1.0, "prune_fraction", f"must be in (0, 1), got {o['prune_fraction']}")
@@ -87,7 +92,9 @@ def gemonn_options(o: dict) -> dict:
         weight_bound=float(o["weight_bound"]), bias_bound=float(o["bias_bound"]),
         hv_ref=tuple(float(v) for v in o["hv_ref"]), seed=int(o["seed"]),
         offspring=offspring, crossover_prob=float(o["crossover_prob"]), exempt_biases=bool(o["exempt_biases"]),
-        min_density=o["min_density"], prune_probability=float(o["prune_probability"]),
+        min_density=o["min_density"],
+        initial_densities=None if densities is None else [float(d) for d in densities],
+        prune_probability=float(o["prune_probability"]),
         prune_fraction=float(o["prune_fraction"]), local_search_lr=float(o["local_search_lr"]),
         inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]), trunk=int(o["trunk"]),
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),

@@ -42,10 +42,21 @@ def initial_values(
     return torch.cat(blocks, dim=1)
 
 
-def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: float | None = None) -> torch.Tensor:
+def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: float | None = None,
+                densities: list[float] | None = None, exempt: torch.Tensor | None = None) -> torch.Tensor:
     """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``, or, with
     ``min_density`` set, with probabilities spaced geometrically from ``min_density`` to 1 (beyond
-    the paper: a front that starts at density 0.01 has members at 0.02 and 0.05 too)."""
+    the paper: a front that starts at density 0.01 has members at 0.02 and 0.05 too). With ``densities``
+    (n values) row ``i`` keeps exactly ``floor(densities[i] · D)`` entries counting the ``exempt`` ones
+    (D,) bool, which it always keeps, the others drawn uniformly: its density is at most its value, so a
+    network made for a density budget is within it."""
+    if densities is not None:
+        exempt = torch.zeros(dim, dtype=torch.bool) if exempt is None else exempt.cpu()
+        draws = torch.rand(n, dim, generator=generator).masked_fill_(exempt, 2.0)  # exempt entries drawn last
+        rank = torch.empty(n, dim, dtype=torch.int64).scatter_(
+            1, draws.argsort(dim=1, stable=True), torch.arange(dim).expand(n, dim).contiguous())
+        counts = torch.tensor([math.floor(d * dim) for d in densities]) - int(exempt.sum())
+        return (rank < counts.clamp_min(0).unsqueeze(1)) | exempt
     if min_density is None:
         keep = torch.arange(1, n + 1, dtype=torch.float32).unsqueeze(1) / n
     else:
@@ -63,6 +74,7 @@ def initial_population(
     scheme: str = "xavier",
     graded: bool = True,
     min_density: float | None = None,
+    densities: list[float] | None = None,
     exempt: torch.Tensor | None = None,
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
@@ -70,11 +82,12 @@ def initial_population(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Initial population (n×D): independent initialiser draws, graded densities if ``graded``
-    (``i/n``, or geometric from ``min_density``); entries flagged in ``exempt`` (D,) bool are never
-    masked (biases, when exempt from zeroing)."""
+    (``i/n``, geometric from ``min_density``, or exactly ``densities``: ``graded_mask``); entries flagged in
+    ``exempt`` (D,) bool are never masked (biases, when exempt from zeroing)."""
     X = initial_values(layout, n, scheme=scheme, generator=generator, dtype=dtype)
     if graded:
-        mask = graded_mask(n, layout.dim, generator=generator, min_density=min_density)
+        mask = graded_mask(n, layout.dim, generator=generator, min_density=min_density, densities=densities,
+                           exempt=exempt)
         X = X * (mask if exempt is None else mask | exempt)
     if lower is not None:
         X = torch.clamp(X, lower.to(X), upper.to(X))

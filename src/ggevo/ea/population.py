@@ -17,6 +17,7 @@ from ggevo.ea.compiling import compile_available
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import first_front, hypervolume, knee
 from ggevo.ea.init import INIT_SCHEMES, box_bounds
+from ggevo.ea.selection import band_elites
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
@@ -142,6 +143,27 @@ class PopulationOptimizer(torch.optim.Optimizer):
     def front(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-dominated members: ``(X_front (k×D), F_front (k×2))`` by rising density."""
         idx = self.front_indices()
+        return self.run_state["X"][idx], self.run_state["F"][idx]
+
+    def band_indices(self) -> torch.Tensor:
+        """Population rows of the best network (``band_elites``: the one band survival keeps alive) of each
+        density band of ``band_edges`` that holds no front member, by rising density: networks a sparser
+        one dominates, reported beside the front so a run leaves a model in every band its population
+        has. Empty without ``band_edges``."""
+        F = self.run_state["F"].cpu()
+        edges = self.hp.get("band_edges")
+        if not edges:
+            return torch.zeros(0, dtype=torch.int64, device=self.run_state["F"].device)
+        elites = torch.from_numpy(band_elites(F, edges))
+        # band i holds the densities in [edges[i-1], edges[i])
+        band = torch.bucketize(F[:, 0].contiguous(), torch.tensor(edges, dtype=F.dtype), right=True)
+        held = band[self.front_indices().cpu()]
+        extra = elites[~torch.isin(band[elites], held)]
+        return extra[torch.argsort(F[extra, 0], stable=True)].to(self.run_state["F"].device)
+
+    def band_members(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(X (b×D), F (b×2))`` of ``band_indices``."""
+        idx = self.band_indices()
         return self.run_state["X"][idx], self.run_state["F"][idx]
 
     def knee_index(self) -> int | None:

@@ -102,6 +102,10 @@ class EvolutionModule(pl.LightningModule):
         """The final non-dominated members ``(X (k×D), F (k×2))``, by rising density."""
         return self.gemonn.front()
 
+    def band_members(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each density band's best network that the front lacks (``PopulationOptimizer.band_members``)."""
+        return self.gemonn.band_members()
+
     def training_step(self, batch, batch_idx: int) -> None:
         x, y, t = batch
         if int(t) != self.global_step:

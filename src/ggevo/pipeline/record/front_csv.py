@@ -11,7 +11,7 @@ import torch
 COLUMNS = ("density", "minibatch_loss", "train_loss", "val_loss", "knee")
 # written after COLUMNS when the task has them
 OPTIONAL = ("train_accuracy", "val_accuracy", "train_explained_variance", "val_explained_variance",
-            "test_loss", "test_accuracy", "test_explained_variance")
+            "test_loss", "test_accuracy", "test_explained_variance", "dominated")
 
 
 def write_front_csv(path: Path, table: dict[str, torch.Tensor]) -> None:

@@ -140,6 +140,13 @@ def bands_covered(front: dict[str, list[float]]) -> int:
     return sum(any(lo <= d < hi for d in front["density"]) for lo, hi in BANDS)
 
 
+def front_size(front: dict[str, list[float]]) -> str:
+    """A front's member count, ``k+b`` where it also reports ``b`` band members it dominates (column ``dominated``)."""
+    extra = int(sum(front.get("dominated", ())))
+    size = len(front["density"]) - extra
+    return f"{size}+{extra}" if extra else str(size)
+
+
 def compare(task: Task, table: dict, ours: str) -> dict[float, dict]:
     """Per budget: ``ours`` against the best baseline on each seed, and whether it leads on every seed."""
     out = {}
@@ -173,7 +180,8 @@ def accuracy_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], titl
     """A classifier sweep's table by the leaderboard's rule, for an ablation (``fronts``: setting → seed →
     front, with validation and test accuracy): per density budget, each setting's test accuracy of the
     member ``pick`` chooses on validation (mean over seeds, each seed in brackets; — where a seed has no
-    member that sparse), the best mean in bold; then each setting's bands covered and front size per seed."""
+    member that sparse), the best mean in bold; then each setting's bands covered and front size per seed
+    (``front_size``)."""
     names = list(fronts)
     head = ["density ≤", *names]
     lines = [f"## {title}: test accuracy of the member best on validation at each density budget", "",
@@ -191,5 +199,5 @@ def accuracy_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], titl
     lines += ["", "| setting | bands covered (of 5) | front size |", "|---|---|---|"]
     for n in names:
         lines.append(f"| {n} | {'/'.join(str(bands_covered(f)) for f in fronts[n].values())} | "
-                     f"{'/'.join(str(len(f['density'])) for f in fronts[n].values())} |")
+                     f"{'/'.join(front_size(f) for f in fronts[n].values())} |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from ggevo.pipeline.core.files import write_json, write_text
 from ggevo.pipeline.core.plotting import new_figure, save_figure
 from ggevo.pipeline.record.sweep_record import job_order, read_record
 from ggevo.pipeline.report.bench import (BANDS, BUDGETS, CHECK_SUFFIX, Task, bands_covered, cells, compare, mean_score,
-                                         merged, read_task)
+                                         front_size, merged, read_task)
 from ggevo.pipeline.report.report import write_fronts_csv
 from ggevo.pipeline.run.cli import fail
 
@@ -78,13 +78,14 @@ def task_markdown(task: Task, table: dict, versus: dict[str, dict]) -> str:
             row.append(f"{'✔' if v['leads'] else '✘'} {margin}")
         lines.append(f"| {b:g} | " + " | ".join(row) + " |")
     lines += ["", "Front: members in each density band "
-              + ", ".join(f"[{lo:g}, {hi:g})" for lo, hi in BANDS) + " (of 5, per seed); front size; "
+              + ", ".join(f"[{lo:g}, {hi:g})" for lo, hi in BANDS) + " (of 5, per seed); front size (k+b: k "
+              + "non-dominated members and b band members they dominate, reported beside them); "
               + f"best validation {'accuracy' if task.classifier else 'MSE'} of the whole front.", "",
               "| method | bands covered | front size | best validation |", "|---|---|---|---|"]
     for m, jobs in task.methods.items():
         jobs = sorted(jobs, key=lambda j: job_order(j.seed))
         bands = "/".join(str(bands_covered(j.front)) for j in jobs)
-        sizes = "/".join(str(len(j.front["density"])) for j in jobs)
+        sizes = "/".join(front_size(j.front) for j in jobs)
         key = "val_accuracy" if task.classifier else "val_loss"
         best = "/".join(_fmt((max if task.classifier else min)(j.front[key]), task.classifier) for j in jobs)
         lines.append(f"| {m} | {bands} | {sizes} | {best} |")

@@ -90,7 +90,7 @@ def markdown_table(rows: list[dict], title: str, columns: dict[str, str] = COLUM
 def write_fronts_csv(path: Path, fronts: dict[str, dict[str, dict[str, list[float]]]]) -> None:
     """Every front in one long table (method, seed, then each member's columns), for ``dvc plots``:
     the template ``.dvc/plots/fronts.json`` draws density against a score, one line per method and seed."""
-    columns = ["density", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+    columns = ["density", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "dominated"]
     present = [c for c in columns if any(c in f for seeds in fronts.values() for f in seeds.values())]
 
     def write(tmp: Path) -> None:

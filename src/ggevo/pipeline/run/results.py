@@ -72,6 +72,22 @@ def distinct(X: torch.Tensor, F: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return X[keep], F[keep]
 
 
+def with_band_members(module, X: torch.Tensor, F: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The front ``X, F`` (k×D, k×2) with each density band's best network it lacks (a population with
+    ``band_edges``: ``PopulationOptimizer.band_members``), all by rising density, and which rows those
+    dominated band members are; ``dominated`` None for a run without bands (the front alone)."""
+    members = getattr(module, "band_members", None)
+    if members is None or not module.gemonn.hp.get("band_edges"):
+        return X, F, None
+    Xb, Fb = members()
+    finite = torch.isfinite(Fb).all(dim=1)
+    X_all, F_all = distinct(torch.cat((X, Xb[finite])), torch.cat((F, Fb[finite])))  # a copy of a front member: dropped
+    dominated = torch.arange(len(X_all), device=X.device) >= len(X)
+    order = torch.argsort(F_all[:, 0], stable=True)
+    return X_all[order], F_all[order], dominated[order]
+
+
 def sparse_finetune(module, data, X: torch.Tensor, F: torch.Tensor, ft: DictConfig,
                     start: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked Adam on every front member, on the minibatches that follow the run's last one."""
@@ -108,11 +124,13 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
         raise FloatingPointError("no front member has a finite loss (every loss was NaN or infinite): "
                                  "check the model's output and the data")
     X, F = distinct(X_all[finite], F_all[finite])
+    duplicates = int(finite.sum()) - len(X)
+    X, F, dominated = with_band_members(module, X, F)
     splits = ("train", "val", "test") if cfg.get("score_test") else ("train", "val")
-    table = front_table(module.evaluator, X, F, data, module.task, splits)
+    table = front_table(module.evaluator, X, F, data, module.task, splits, dominated=dominated)
     metrics = final_metrics(table, module.hv_ref)
     metrics["wall_time_s"] = wall
-    metrics["final/duplicates_removed"] = float(int(finite.sum()) - len(X))
+    metrics["final/duplicates_removed"] = float(duplicates)
     k = int(table["knee"].argmax())
     knee_state = {name: t.clone() for name, t in module.evaluator.flat.as_dict(X[k]).items()}
     knee_module = build_model(OmegaConf.to_container(cfg.model, resolve=True)).eval()  # a fresh copy of the model
@@ -126,7 +144,7 @@ def run_result(module, data, cfg: DictConfig, wall: float, step: int) -> RunResu
         result.extra_files.update(writers)
     if cfg.get("finetune") and cfg.finetune.steps > 0:
         Xt, Ft = sparse_finetune(module, data, X, F, cfg.finetune, start=step)
-        result.tuned = front_table(module.evaluator, Xt, Ft, data, module.task, splits)
+        result.tuned = front_table(module.evaluator, Xt, Ft, data, module.task, splits, dominated=dominated)
         metrics.update(final_metrics(result.tuned, module.hv_ref, prefix="finetuned/"))
         metrics["finetuned/evaluations"] = float(len(X) * cfg.finetune.steps)
     if cfg.get("downstream") and cfg.downstream.seeds > 0:

@@ -30,18 +30,25 @@ def split_scores(evaluator: PopulationEvaluator, X: torch.Tensor, data: ArrayDat
 
 def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor,
                 data: ArrayDataModule, task: str = "reconstruction",
-                splits: tuple[str, ...] = ("train", "val")) -> dict[str, torch.Tensor]:
+                splits: tuple[str, ...] = ("train", "val"),
+                dominated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Each member's density, minibatch loss and full losses on each of ``splits`` (and accuracies for a
     classifier); ``knee`` flags the knee.
 
-    ``X`` (k×D) are the members, ``F`` (k×2) their (density, minibatch loss)."""
+    ``X`` (k×D) are the members, ``F`` (k×2) their (density, minibatch loss); ``dominated`` (k,), where
+    given, marks the band members reported beside the front (column ``dominated``, 1 for them): the knee
+    is the front's, found among the others."""
     table = {"density": F[:, 0].double().cpu(), "minibatch_loss": F[:, 1].double().cpu()}
     for split in splits:
         for name, values in split_scores(evaluator, X, data, split, task).items():
             table[f"{split}_{name}"] = values
+    on_front = torch.ones(len(F), dtype=torch.bool) if dominated is None else ~dominated.cpu()
+    rows = on_front.nonzero().squeeze(1)
     flag = torch.zeros(len(F), dtype=torch.float64)
-    flag[knee(F)] = 1.0
+    flag[rows[knee(F[on_front.to(F.device)])]] = 1.0
     table["knee"] = flag
+    if dominated is not None:
+        table["dominated"] = dominated.double().cpu()
     return table
 
 
@@ -52,8 +59,12 @@ def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.T
     fig, ax = new_figure()
     if first is not None and len(first):
         ax.plot(first[:, 0], first[:, 1], "o--", color="0.6", ms=4, label=f"generation 1 ({selected_on})")
-    ax.plot(table["density"], table["minibatch_loss"], "o-", color="tab:blue", ms=4,
+    front = torch.ones(len(table["density"]), dtype=torch.bool) if "dominated" not in table else table["dominated"] == 0
+    ax.plot(table["density"][front], table["minibatch_loss"][front], "o-", color="tab:blue", ms=4,
             label=f"final front ({selected_on})")
+    if not bool(front.all()):
+        ax.plot(table["density"][~front], table["minibatch_loss"][~front], "o", mfc="none", color="tab:blue", ms=6,
+                label=f"band members it dominates ({selected_on})")
     ax.plot(table["density"], table["train_loss"], "s", color="tab:orange", ms=3, label="final front (train loss)")
     if finetuned is not None:
         ax.plot(finetuned["density"], finetuned["train_loss"], "^-", color="tab:green", ms=4,
@@ -74,8 +85,10 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
         "train_loss_knee": float(table["train_loss"][k]),
         "val_loss_knee": float(table["val_loss"][k]),
         "density_knee": float(table["density"][k]),
-        "front_size": float(len(F)),
+        "front_size": float(len(F)) if "dominated" not in table else float((table["dominated"] == 0).sum()),
     }
+    if "dominated" in table:
+        metrics["band_members"] = float(table["dominated"].sum())
     for budget in BUDGETS:
         ok = within(table["density"], budget)
         if ok.any():
