@@ -53,8 +53,7 @@ def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: fl
     if densities is not None:
         exempt = torch.zeros(dim, dtype=torch.bool) if exempt is None else exempt.cpu()
         draws = torch.rand(n, dim, generator=generator).masked_fill_(exempt, 2.0)  # exempt entries drawn last
-        rank = torch.empty(n, dim, dtype=torch.int64).scatter_(
-            1, draws.argsort(dim=1, stable=True), torch.arange(dim).expand(n, dim).contiguous())
+        rank = draws.argsort(dim=1, stable=True).argsort(dim=1)  # each entry's place in its row's draw order
         counts = torch.tensor([math.floor(d * dim) for d in densities]) - int(exempt.sum())
         return (rank < counts.clamp_min(0).unsqueeze(1)) | exempt
     if min_density is None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 from ggevo.ea.compiling import compile_available
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import first_front, hypervolume, knee
 from ggevo.ea.init import INIT_SCHEMES, box_bounds
-from ggevo.ea.selection import band_elites
+from ggevo.ea.selection import band_elites, density_band
 
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Closure = Callable[[], Evaluate]
@@ -154,11 +155,8 @@ class PopulationOptimizer(torch.optim.Optimizer):
         edges = self.hp.get("band_edges")
         if not edges:
             return torch.zeros(0, dtype=torch.int64, device=self.run_state["F"].device)
-        elites = torch.from_numpy(band_elites(F, edges))
-        # band i holds the densities in [edges[i-1], edges[i])
-        band = torch.bucketize(F[:, 0].contiguous(), torch.tensor(edges, dtype=F.dtype), right=True)
-        held = band[self.front_indices().cpu()]
-        extra = elites[~torch.isin(band[elites], held)]
+        elites, band = band_elites(F, edges), density_band(F, edges)
+        extra = torch.from_numpy(elites[~np.isin(band[elites], band[self.front_indices().cpu().numpy()])])
         return extra[torch.argsort(F[extra, 0], stable=True)].to(self.run_state["F"].device)
 
     def band_members(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,13 +78,20 @@ def survival(F: torch.Tensor, n: int, *, eliminate_duplicates: bool = False) -> 
     return torch.from_numpy(np.concatenate(keep).astype(np.int64))
 
 
+def density_band(F: torch.Tensor, edges) -> np.ndarray:
+    """Each row's density band of ``F`` (m×2, density first): ``i`` for ``[edges[i], edges[i+1])``, -1 outside
+    every band."""
+    band = np.searchsorted(np.asarray(edges, dtype=np.float64), _objectives(F)[:, 0], side="right") - 1
+    return np.where(band < len(edges) - 1, band, -1)
+
+
 def band_elites(F: torch.Tensor, edges) -> np.ndarray:
     """Index of the lowest-loss row of ``F`` (m×2, density first) in each density band
     ``[edges[i], edges[i+1])`` that holds a row with a finite loss, by rising band; ties keep the lower index."""
-    Fn = _objectives(F)
+    Fn, band = _objectives(F), density_band(F, edges)
     keep = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = np.flatnonzero((Fn[:, 0] >= lo) & (Fn[:, 0] < hi) & (Fn[:, 1] < _WORST))
+    for i in range(len(edges) - 1):
+        inside = np.flatnonzero((band == i) & (Fn[:, 1] < _WORST))
         if len(inside):
             keep.append(inside[np.argmin(Fn[inside, 1])])  # argmin: the first of equal losses
     return np.asarray(keep, dtype=np.int64)

@@ -77,10 +77,9 @@ def with_band_members(module, X: torch.Tensor, F: torch.Tensor
     """The front ``X, F`` (k×D, k×2) with each density band's best network it lacks (a population with
     ``band_edges``: ``PopulationOptimizer.band_members``), all by rising density, and which rows those
     dominated band members are; ``dominated`` None for a run without bands (the front alone)."""
-    members = getattr(module, "band_members", None)
-    if members is None or not module.gemonn.hp.get("band_edges"):
+    if not isinstance(module, EvolutionModule) or not module.gemonn.hp.get("band_edges"):
         return X, F, None
-    Xb, Fb = members()
+    Xb, Fb = module.band_members()
     finite = torch.isfinite(Fb).all(dim=1)
     X_all, F_all = distinct(torch.cat((X, Xb[finite])), torch.cat((F, Fb[finite])))  # a copy of a front member: dropped
     dominated = torch.arange(len(X_all), device=X.device) >= len(X)

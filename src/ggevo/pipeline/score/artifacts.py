@@ -52,6 +52,11 @@ def front_table(evaluator: PopulationEvaluator, X: torch.Tensor, F: torch.Tensor
     return table
 
 
+def on_front(table: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(k,) bool: the rows of a front table on the non-dominated front (all but its band members, ``dominated``)."""
+    return table["dominated"] == 0 if "dominated" in table else torch.ones(len(table["density"]), dtype=torch.bool)
+
+
 def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.Tensor], title: str,
                 finetuned: dict[str, torch.Tensor] | None = None, selected_on: str = "minibatch loss") -> None:
     """Density–loss plane: the first generation's front, the final front (the f2 selection saw,
@@ -59,7 +64,7 @@ def pareto_plot(path: Path, first: torch.Tensor | None, table: dict[str, torch.T
     fig, ax = new_figure()
     if first is not None and len(first):
         ax.plot(first[:, 0], first[:, 1], "o--", color="0.6", ms=4, label=f"generation 1 ({selected_on})")
-    front = torch.ones(len(table["density"]), dtype=torch.bool) if "dominated" not in table else table["dominated"] == 0
+    front = on_front(table)
     ax.plot(table["density"][front], table["minibatch_loss"][front], "o-", color="tab:blue", ms=4,
             label=f"final front ({selected_on})")
     if not bool(front.all()):
@@ -85,7 +90,7 @@ def final_metrics(table: dict[str, torch.Tensor], hv_ref, prefix: str = "final/"
         "train_loss_knee": float(table["train_loss"][k]),
         "val_loss_knee": float(table["val_loss"][k]),
         "density_knee": float(table["density"][k]),
-        "front_size": float(len(F)) if "dominated" not in table else float((table["dominated"] == 0).sum()),
+        "front_size": float(on_front(table).sum()),
     }
     if "dominated" in table:
         metrics["band_members"] = float(table["dominated"].sum())
