@@ -6,7 +6,7 @@ import torch
 from ggevo.ea.evaluate import PopulationEvaluator, dataset_losses, resolve_strategy
 from ggevo.ea.flat import FlatParams
 from ggevo.lit.tasks import reconstruction_loss
-from ggevo.models import TiedAutoencoder
+from ggevo.models import TiedAutoencoder, autoencoder
 
 
 def _setup(sign_agreement=False, n=6):
@@ -65,6 +65,22 @@ def test_sign_agreement_zeroes_disagreeing_tied_gradients():
     torch.testing.assert_close(g_agree[:, 210:], g_plain[:, 210:])  # biases are not tied
     _, g_vmap = PopulationEvaluator(flat, reconstruction_loss, "vmap")(X, batch)
     torch.testing.assert_close(g_vmap, g_agree, rtol=1e-5, atol=1e-7)
+
+
+def test_plain_tied_weights_give_the_custom_functions_numbers_bit_for_bit(monkeypatch):
+    """Without sign agreement the tied weight is used twice and autograd sums the two parts; the numbers are
+    those the custom Function (``_TiedUse``, kept for sign agreement) gave before, exactly."""
+    _, flat, X, batch = _setup()
+    plain = {s: PopulationEvaluator(flat, reconstruction_loss, s)(X, batch) for s in ("loop", "vmap")}
+
+    def through_the_function(self, x):
+        w_enc, w_dec = autoencoder._TiedUse.apply(self.weight, False)
+        return torch.sigmoid(self.encode(x.flatten(1), w_enc) @ w_dec + self.output_bias)
+
+    monkeypatch.setattr(TiedAutoencoder, "forward", through_the_function)
+    for strategy, (loss, grad) in plain.items():
+        loss_fn, grad_fn = PopulationEvaluator(flat, reconstruction_loss, strategy)(X, batch)
+        assert torch.equal(loss, loss_fn) and torch.equal(grad, grad_fn), strategy
 
 
 def test_dataset_losses_weight_batches_by_size():

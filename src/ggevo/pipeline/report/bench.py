@@ -148,12 +148,14 @@ def front_size(front: dict[str, list[float]]) -> str:
 
 
 def compare(task: Task, table: dict, ours: str) -> dict[float, dict]:
-    """Per budget: ``ours`` against the best baseline on each seed, and whether it leads on every seed."""
+    """Per budget: ``ours`` against the best baseline other than itself on each seed (for one of ours: the
+    best of all the baselines), and whether it leads on every seed."""
+    others = [m for m in task.baselines if m != ours]
     out = {}
     for b, by_method in table.items():
         per_seed = {}
         for seed in task.seeds():
-            rivals = [by_method[m].get(seed) for m in task.baselines]
+            rivals = [by_method[m].get(seed) for m in others]
             scores = [p.test for p in rivals if p is not None]
             best = (max(scores) if task.classifier else min(scores)) if scores else None
             mine = by_method[ours].get(seed)
@@ -161,6 +163,29 @@ def compare(task: Task, table: dict, ours: str) -> dict[float, dict]:
         margins = [_margin(m, r, task.classifier) for m, r in per_seed.values()]
         out[b] = {"per_seed": per_seed, "margins": margins,
                   "leads": bool(per_seed) and all(better(m, r, task.classifier) for m, r in per_seed.values())}
+    return out
+
+
+def standing(task: Task, table: dict) -> dict[str, dict]:
+    """Every method (ours and each baseline) against the best of the baselines other than itself, by
+    ``compare``'s rule: budgets led on every seed, seed-cells behind (no member counts as behind) of all,
+    the worst margin, and the margins' sum (accuracy points) or geometric mean (MSE ratios). What one
+    method faces in the leaderboard's last columns, measured on each baseline too: the best of several
+    noisy scores is a high bar even for a method as strong as the rest."""
+    out = {}
+    for m in task.methods:
+        versus = compare(task, table, m)
+        margins = [x for v in versus.values() for x in v["margins"]]
+        scored = [x for x in margins if x is not None]
+        behind = sum(not better(mine, rival, task.classifier)
+                     for v in versus.values() for mine, rival in v["per_seed"].values())
+        if task.classifier:
+            worst, total = (min(scored), sum(scored)) if scored else (None, None)
+        else:
+            worst = max(scored) if scored else None
+            total = statistics.geometric_mean(scored) if scored else None
+        out[m] = {"led": sum(v["leads"] for v in versus.values()), "behind": behind, "seed_cells": len(margins),
+                  "worst": worst, "total": total}
     return out
 
 
