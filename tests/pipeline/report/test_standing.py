@@ -16,6 +16,11 @@ def _job(method: str, seed: str, test: float) -> Job:
     return job
 
 
+def _standing(task: Task) -> dict[str, dict]:
+    table = cells(task)
+    return standing(task, {m: compare(task, table, m) for m in task.methods})
+
+
 def _task(scores: dict[str, tuple[float, float]]) -> Task:
     return Task("t", True, {m: [_job(m, "0", a), _job(m, "1", b)] for m, (a, b) in scores.items()}, [])
 
@@ -23,7 +28,7 @@ def _task(scores: dict[str, tuple[float, float]]) -> Task:
 def test_each_method_meets_the_best_of_the_baselines_other_than_itself():
     task = _task({"gemonn_plus": (0.95, 0.90), "imp": (0.94, 0.93), "gmp": (0.96, 0.91), "rigl": (0.90, 0.92)})
     table = cells(task)
-    st = standing(task, table)
+    st = _standing(task)
     n = len(BUDGETS)
     # ours against imp/gmp/rigl: best 0.96 on seed 0, 0.93 on seed 1
     assert st["gemonn_plus"] == {"led": 0, "behind": 2 * n, "seed_cells": 2 * n,
@@ -39,7 +44,7 @@ def test_each_method_meets_the_best_of_the_baselines_other_than_itself():
 
 def test_a_method_ahead_of_every_other_on_every_seed_leads_every_budget_and_mse_uses_ratios():
     task = _task({"gemonn_plus": (0.5, 0.5), "imp": (0.97, 0.97), "gmp": (0.95, 0.94)})
-    assert standing(task, cells(task))["imp"] == {"led": len(BUDGETS), "behind": 0, "seed_cells": 2 * len(BUDGETS),
+    assert _standing(task)["imp"] == {"led": len(BUDGETS), "behind": 0, "seed_cells": 2 * len(BUDGETS),
                                                   "worst": pytest.approx(0.02),
                                                   "total": pytest.approx(len(BUDGETS) * 0.05)}
     mse = Task("t", False, {m: [_job(m, "0", 0.0), _job(m, "1", 0.0)] for m in ("imp", "gmp")}, [])
@@ -47,5 +52,5 @@ def test_a_method_ahead_of_every_other_on_every_seed_leads_every_budget_and_mse_
         for job, loss in zip(mse.methods[m], (a, b)):
             job.front["test_loss"] = [loss]
             job.front["val_loss"] = [loss]
-    st = standing(mse, cells(mse))["imp"]
+    st = _standing(mse)["imp"]
     assert st["worst"] == pytest.approx(2.0) and st["total"] == pytest.approx(1.0) and st["behind"] == len(BUDGETS)

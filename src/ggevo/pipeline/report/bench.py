@@ -166,25 +166,26 @@ def compare(task: Task, table: dict, ours: str) -> dict[float, dict]:
     return out
 
 
-def standing(task: Task, table: dict) -> dict[str, dict]:
-    """Every method (ours and each baseline) against the best of the baselines other than itself, by
-    ``compare``'s rule: budgets led on every seed, seed-cells behind (no member counts as behind) of all,
-    the worst margin, and the margins' sum (accuracy points) or geometric mean (MSE ratios). What one
-    method faces in the leaderboard's last columns, measured on each baseline too: the best of several
-    noisy scores is a high bar even for a method as strong as the rest."""
+def standing(task: Task, versus: dict[str, dict[float, dict]]) -> dict[str, dict]:
+    """Every method (ours and each baseline) against the best of the baselines other than itself, from
+    ``versus`` (``{method: compare(task, table, method)}``, every method of ``task``): budgets led on every
+    seed, seed-cells behind (no member counts as behind) of all, the worst margin, and the margins' sum
+    (accuracy points) or geometric mean (MSE ratios). What one method faces in the leaderboard's last columns,
+    measured on each baseline too: the best of several noisy scores is a high bar even for a method as strong
+    as the rest."""
     out = {}
     for m in task.methods:
-        versus = compare(task, table, m)
-        margins = [x for v in versus.values() for x in v["margins"]]
+        mine = versus[m]
+        margins = [x for v in mine.values() for x in v["margins"]]
         scored = [x for x in margins if x is not None]
-        behind = sum(not better(mine, rival, task.classifier)
-                     for v in versus.values() for mine, rival in v["per_seed"].values())
+        behind = sum(not better(score, rival, task.classifier)
+                     for v in mine.values() for score, rival in v["per_seed"].values())
         if task.classifier:
             worst, total = (min(scored), sum(scored)) if scored else (None, None)
         else:
             worst = max(scored) if scored else None
             total = statistics.geometric_mean(scored) if scored else None
-        out[m] = {"led": sum(v["leads"] for v in versus.values()), "behind": behind, "seed_cells": len(margins),
+        out[m] = {"led": sum(v["leads"] for v in mine.values()), "behind": behind, "seed_cells": len(margins),
                   "worst": worst, "total": total}
     return out
 

@@ -149,8 +149,9 @@ def leaderboard(records: list[Path], out: Path) -> dict:
     sections, rows, metrics = [], [], {}
     for task in tasks:
         table = cells(task)
-        versus = {o: compare(task, table, o) for o in task.ours}
-        standing_of = standing(task, table)
+        everyone = {m: compare(task, table, m) for m in task.methods}
+        versus = {o: everyone[o] for o in task.ours}
+        standing_of = standing(task, everyone)
         sections.append(task_markdown(task, table, versus, standing_of))
         plot_task(task, out / f"fronts_{task.name}.png")
         write_fronts_csv(out / f"fronts_{task.name}.csv",
