@@ -77,3 +77,28 @@ def test_bench_presets_sweep_every_method_at_one_budget(preset):
         assert sum(p.numel() for p in model.parameters()) == size
     else:
         assert type(model).__name__ == "LeNet5"
+
+
+@pytest.mark.parametrize("task", ["ae", "mlp", "lenet5"])
+def test_the_candidate_preset_runs_on_the_baselines_task_in_its_own_sweep(task):
+    """experiment=bench_<task>_ours (and its _check) is the baselines' sweep with only the candidate preset:
+    the same preset name (the leaderboard merges the two records into one task), budget, model, data and seeds."""
+    for suffix in ("", "_check"):
+        theirs, ours = _compose(f"experiment=bench_{task}{suffix}"), _compose(f"experiment=bench_{task}{suffix}_ours")
+        assert ours.preset == theirs.preset == f"bench_{task}{suffix}"
+        for key in ("budget", "model", "data", "score_test", "hv_ref", "downstream", "trainer"):
+            assert OmegaConf.select(ours, key) == OmegaConf.select(theirs, key), key
+        mine, base = (OmegaConf.select(c, "hydra.sweeper.params") for c in (ours, theirs))
+        assert str(mine.optimizer) == "gemonn_plus_decay" and str(mine.seed) == str(base.seed)
+        assert "gemonn_plus_decay" not in str(base.optimizer).split(",")
+
+
+@pytest.mark.parametrize("preset, keys", [("bench_mlp", ["optimizer", "seed"]), ("bench_mlp_check", ["optimizer"]),
+                                          ("bench_mlp_ours", ["optimizer", "seed"]),
+                                          ("bench_mlp_check_ours", ["optimizer"])])
+def test_a_sweep_records_the_method_it_sets_with_one_value(preset, keys):
+    """The record names each job's method when the sweep sets one for all of them (an _ours sweep), so the
+    leaderboard can tell the candidate's jobs from the others'; a single seed stays the job's own seed."""
+    from ggevo.pipeline.team.sweep import swept_keys
+
+    assert swept_keys(_compose(f"experiment={preset}")) == keys

@@ -240,8 +240,9 @@ def test_a_run_with_a_density_floor_and_density_scaled_steps_resumes_exactly():
     _resumes_exactly(TRUNK | {"density_floor": 0.3, "lr_density_exponent": 0.5}, split=4, stop=9)
 
 
-def test_sparser_networks_take_larger_steps_by_the_density_exponent():
-    _, ev, opt = _make(**(TRUNK | {"trunk": 0, "lr_density_exponent": 0.5}))
+@pytest.mark.parametrize("decay", [0.0, 0.5])
+def test_sparser_networks_take_larger_steps_by_the_density_exponent(decay):
+    _, ev, opt = _make(**(TRUNK | {"trunk": 0, "lr_density_exponent": 0.5, "weight_decay": decay}))
     _run(opt, ev, 0, 3)
     st = opt.run_state
     X, F, G, moments = st["X"], st["F"], st["G"], Moments(st["M"], st["V"], st["T"])
@@ -249,8 +250,12 @@ def test_sparser_networks_take_larger_steps_by_the_density_exponent():
     for i in range(X.shape[0]):
         lr = 0.01 * float(F[i, 0]) ** -0.5
         alone, _ = local_search(X[i:i + 1], G[i:i + 1], moments.rows(torch.tensor([i])),
-                                lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]))
+                                lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]), weight_decay=decay)
         assert torch.allclose(stepped[i], alone[0], rtol=0, atol=1e-6)
+        if decay:  # the decay is in the step: without it, the row lands elsewhere
+            plain, _ = local_search(X[i:i + 1], G[i:i + 1], moments.rows(torch.tensor([i])),
+                                    lr=torch.tensor([lr]), active=torch.isfinite(F[i:i + 1, 1]))
+            assert not torch.allclose(stepped[i], plain[0], rtol=0, atol=1e-6)
     assert F[:, 0].min() < 0.5 < F[:, 0].max()  # the population spans densities
 
 

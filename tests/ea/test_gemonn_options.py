@@ -15,7 +15,9 @@ from tests.ea.test_gemonn import GRADUAL, _make
                                     ({"lr_final": 0.1}, "lr_final"),  # no local search to schedule
                                     ({"local_search_lr": 0.01, "lr_final": 0.0, "generations": 10}, "lr_final"),
                                     ({"local_search_lr": 0.01, "lr_final": 1.5, "generations": 10}, "lr_final"),
-                                    ({"generations": 0}, "generations")])
+                                    ({"generations": 0}, "generations"),
+                                    ({"weight_decay": 0.1}, "weight_decay"),  # no local search to decay
+                                    ({"local_search_lr": 0.01, "weight_decay": -0.1}, "weight_decay")])
 def test_invalid_plus_options_name_the_key(kw, key):
     with pytest.raises(ValueError, match=f"optimizer.{key}"):
         _make(**kw)

@@ -83,6 +83,7 @@ class GEMONN(PopulationOptimizer):
         band_edges: list[float] | None = None,
         lr_final: float | None = None,
         generations: int | None = None,
+        weight_decay: float = 0.0,
     ):
         options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
         super().__init__(params, gemonn_options(options), compile=compile)
@@ -129,7 +130,7 @@ class GEMONN(PopulationOptimizer):
             lr = lr * F[:, 0].clamp_min(1.0 / X.shape[1]).pow(-p)
         return self._fallback(lambda: local_search(
             X, G, moments, lr=lr, active=torch.isfinite(F[:, 1]), lower=lo, upper=hi,
-            compiled=self._compiled(), inplace=inplace))
+            compiled=self._compiled(), inplace=inplace, weight_decay=self.hp.get("weight_decay", 0.0)))
 
     def _lr_factor(self) -> float:
         """The step size's share this generation: 1 throughout, or with ``lr_final`` a cosine from 1 at the

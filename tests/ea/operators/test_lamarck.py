@@ -66,16 +66,17 @@ def test_compiled_lamarckian_step_gives_the_eager_numbers_bit_for_bit():
     T = torch.arange(n, dtype=torch.float32)
     active = torch.tensor([True, True, False, True, True, True, False])
     bounds = torch.full((dim,), -1.5), torch.full((dim,), 1.5)
-    for lower, upper in (bounds, (None, None)):
-        eager = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper)
-        compiled = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, compiled=True)
+    for (lower, upper), decay in ((bounds, 0.0), ((None, None), 0.0), (bounds, 0.3)):
+        eager = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, weight_decay=decay)
+        compiled = masked_adam_step(X, G, M, V, T, lr=0.02, active=active, lower=lower, upper=upper, compiled=True,
+                                    weight_decay=decay)
         for name, a, b in zip("XMVT", eager, compiled):
             assert torch.equal(a, b), name
         for on in (False, True):  # written in place into rows of a bigger tensor: the same numbers
             rows = [torch.cat((t, t[:2])).clone() for t in (X, M, V)]
             Xi, Mi, Vi = (r[:n] for r in rows)
             out = masked_adam_step(Xi, G, Mi, Vi, T, lr=0.02, active=active, lower=lower, upper=upper,
-                                   compiled=on, inplace=True)
+                                   compiled=on, inplace=True, weight_decay=decay)
             assert out[0] is Xi and out[1] is Mi and out[2] is Vi
             for name, a, b in zip("XMVT", eager, out):
                 assert torch.equal(a, b), name
@@ -109,3 +110,28 @@ def test_a_step_size_per_row_is_each_rows_own_step():
             assert torch.equal(a[i:i + 1], b)
     with pytest.raises(ValueError, match="per row"):
         masked_adam_step(X, G, M, V, T, lr=lr[:3])
+
+
+def test_weight_decay_is_torchs_adamw_on_a_dense_row_and_holds_zeros():
+    """``weight_decay`` makes the step AdamW's (decoupled decay): a dense row follows torch.optim.AdamW
+    step for step (float64, so the two orders of the same arithmetic agree to rounding), and a row with
+    zeros keeps them while its other entries shrink by ``lr · λ`` of themselves when the gradient is 0."""
+    g = torch.Generator().manual_seed(8)
+    x0 = torch.randn(1, 50, generator=g, dtype=torch.float64)
+    target = torch.randn(1, 50, generator=g, dtype=torch.float64)
+    p = torch.nn.Parameter(x0[0].clone())
+    ref = torch.optim.AdamW([p], lr=0.05, weight_decay=0.4)
+    X, moments = x0.clone(), Moments.zeros(x0)
+    for _ in range(30):
+        grad = 2 * (X - target)
+        X, *moments = masked_adam_step(X, grad, *moments, lr=0.05, weight_decay=0.4)
+        ref.zero_grad()
+        ((p - target[0]) ** 2).sum().backward()
+        ref.step()
+    torch.testing.assert_close(X[0], p.detach(), rtol=1e-12, atol=1e-12)
+
+    Y = torch.tensor([[0.0, 2.0, -4.0, 0.0]])
+    Yn, *_ = masked_adam_step(Y, torch.zeros_like(Y), *Moments.zeros(Y), lr=0.1, weight_decay=0.5)
+    torch.testing.assert_close(Yn, torch.tensor([[0.0, 2.0 * 0.95, -4.0 * 0.95, 0.0]]))
+    with pytest.raises(ValueError, match="weight decay"):
+        masked_adam_step(Y, torch.zeros_like(Y), *Moments.zeros(Y), lr=0.1, weight_decay=-0.1)

@@ -128,3 +128,34 @@ def test_a_check_record_adds_its_seeds_to_its_task(bench, tmp_path):
     (check / "sweep.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match="seed 0 is in two bench records"):
         leaderboard([record, check], tmp_path / "clash")
+
+
+def _as_record(source, folder, preset, rename, seed_shift=0):
+    """A copy of the record ``source`` as the record of ``preset``: only the jobs whose optimizer ``rename``
+    maps, renamed so, their seeds shifted by ``seed_shift``."""
+    shutil.copytree(source, folder)
+    index = json.loads((folder / "sweep.json").read_text())
+    index["experiment_preset"] = preset
+    index["jobs"] = [j for j in index["jobs"] if j["settings"]["optimizer"] in rename]
+    for job in index["jobs"]:
+        job["settings"]["optimizer"] = rename[job["settings"]["optimizer"]]
+        job["seed"] = job["settings"]["seed"] = str(int(job["seed"]) + seed_shift)
+    (folder / "sweep.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_the_candidates_own_records_join_their_task_as_one_more_method(bench, tmp_path):
+    """bench_ours@<task> and bench_check_ours@<task> write records of the task's preset holding the candidate
+    alone: the leaderboard adds it as a method of that task, and its check seed is named once."""
+    _, record = bench
+    ours = _as_record(record, tmp_path / "ours", "mlp_digits", {"gemonn_plus": "gemonn_plus_decay"})
+    check = _as_record(record, tmp_path / "check", "mlp_digits_check", {"gemonn_plus": "gemonn_plus", "imp": "imp"}, 2)
+    check_ours = _as_record(record, tmp_path / "check_ours", "mlp_digits_check", {"gemonn_plus": "gemonn_plus_decay"}, 2)
+    alone = leaderboard([record, check], tmp_path / "alone")
+    both = leaderboard([record, check, ours, check_ours], tmp_path / "both")
+    for key, value in alone.items():  # every existing cell as before; the candidate, a copy of gemonn_plus, the same
+        assert both[key] == value, key
+        if "/gemonn_plus/" in key:
+            assert both[key.replace("/gemonn_plus/", "/gemonn_plus_decay/")] == value, key
+    text = (tmp_path / "both" / "leaderboard.md").read_text()
+    assert text.count("## mlp_digits") == 1 and "Seed 2, 3 (experiment=" in text and "gemonn_plus_decay" in text

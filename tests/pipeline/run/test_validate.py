@@ -54,3 +54,16 @@ def test_a_key_some_optimizer_or_the_run_reads_is_accepted(compose_cfg, override
     from ggevo.pipeline.run.validate import validate
 
     validate(compose_cfg(*overrides))
+
+
+def test_an_option_given_by_task_takes_the_models_tasks_value(compose_cfg):
+    """optimizer=gemonn_plus_decay gives weight_decay by the model's task: a classifier's GEMONN decays, an
+    autoencoder's does not; a mapping without the model's task fails before any run, naming the key."""
+    from ggevo.pipeline.run.build import build_module
+
+    mlp = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits")
+    for overrides, decay in ((mlp, 0.5), ((), 0.0)):
+        module = build_module(compose_cfg("optimizer=gemonn_plus_decay", *overrides))
+        assert module.configure_optimizers().hp["weight_decay"] == decay
+    _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "~optimizer.weight_decay.classification"),
+                          "optimizer.weight_decay")

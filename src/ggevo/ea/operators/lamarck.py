@@ -35,17 +35,20 @@ def adam_kernel(
     X: torch.Tensor, G: torch.Tensor, M: torch.Tensor, V: torch.Tensor, on: torch.Tensor,
     c1: torch.Tensor, c2: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     lr: torch.Tensor, b1: torch.Tensor, one_minus_b1: torch.Tensor, b2: torch.Tensor,
-    one_minus_b2: torch.Tensor, eps: torch.Tensor,
+    one_minus_b2: torch.Tensor, eps: torch.Tensor, decay: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """New ``(X, M, V)`` (n×D): the moments of the rows ``on`` (n×1 bool) from the gradient on the
     nonzero entries, then the step ``lr · (M / c1) / (sqrt(V / c2) + eps)`` on those entries, clamped
-    to the bounds; ``c1 = 1 - b1**t``, ``c2 = 1 - b2**t`` (n×1) are the bias corrections."""
+    to the bounds; ``c1 = 1 - b1**t``, ``c2 = 1 - b2**t`` (n×1) are the bias corrections. ``decay``
+    (a 0-d weight decay λ, or None for none) also takes ``lr · λ · X`` from those entries: decoupled
+    weight decay, as AdamW (Loshchilov & Hutter 2019)."""
     keep = (X != 0) & on
     g = torch.where(keep, G, 0.0)
     M = torch.where(on, M * b1 + g * one_minus_b1, M)
     V = torch.where(on, V * b2 + g * g * one_minus_b2, V)
     step = (M / c1) / (correctly_rounded_sqrt(V / c2) + eps)
-    Xn = torch.clamp(torch.where(keep, X - lr * step, X), lower, upper)
+    moved = X - lr * step if decay is None else X - lr * step - lr * decay * X
+    Xn = torch.clamp(torch.where(keep, moved, X), lower, upper)
     # clamping or rounding may not create a zero the mask did not hold, nor revive one
     return torch.where(keep, Xn, X), M, V
 
@@ -65,6 +68,7 @@ def masked_adam_step(
     upper: torch.Tensor | None = None,
     compiled: bool = False,
     inplace: bool = False,
+    weight_decay: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Adam step on every row of ``X`` (n×D) along ``G`` (n×D), zeros held; returns new
     ``(X, M, V, T)``. ``T`` (n,) counts each row's steps (float, so a checkpoint keeps it exactly
@@ -76,6 +80,8 @@ def masked_adam_step(
     in X's dtype, its constants 0-d tensors of that dtype rounded as eager torch rounds a Python
     float; compiled code would keep a Python float in double precision). ``inplace`` writes the new
     ``X``, ``M`` and ``V`` into the tensors given (views of a population's rows, say) and returns them.
+    ``weight_decay`` λ > 0 shrinks each live entry by ``lr · λ`` of itself as well (AdamW's decoupled
+    decay); 0 leaves the step exactly as without it.
     """
     if not (X.shape == G.shape == M.shape == V.shape) or T.shape != X.shape[:1]:
         raise ValueError(f"shapes disagree: X {tuple(X.shape)}, G {tuple(G.shape)}, M {tuple(M.shape)}, "
@@ -85,6 +91,8 @@ def masked_adam_step(
         raise ValueError(f"a step size per row needs shape {tuple(X.shape[:1])}, got {tuple(lr.shape)}")
     if not bool((torch.as_tensor(lr) > 0).all()):
         raise ValueError(f"local search needs a positive learning rate, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
     b1, b2 = betas
     on = torch.ones(X.shape[0], dtype=torch.bool, device=X.device) if active is None else active
     T = T + on.to(T.dtype)
@@ -94,7 +102,8 @@ def masked_adam_step(
     upper = inf.expand(X.shape[1]) if upper is None else upper
     step = lr.to(X.dtype).unsqueeze(1) if per_row else torch.tensor(lr, dtype=X.dtype)
     scalars = torch.tensor([b1, 1 - b1, b2, 1 - b2, eps], dtype=X.dtype).to(X.device)
-    args = (X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t, lower, upper, step.to(X.device), *scalars)
+    decay = torch.tensor(weight_decay, dtype=X.dtype).to(X.device) if weight_decay else None
+    args = (X, G, M, V, on.unsqueeze(1), 1 - b1**t, 1 - b2**t, lower, upper, step.to(X.device), *scalars, decay)
     if inplace:
         maybe_compiled(adam_kernel_, compiled)(*args)
         return X, M, V, T
@@ -102,7 +111,7 @@ def masked_adam_step(
     return Xn, M, V, T
 
 
-def adam_kernel_(X: torch.Tensor, G: torch.Tensor, M: torch.Tensor, V: torch.Tensor, *rest: torch.Tensor) -> None:
+def adam_kernel_(X: torch.Tensor, G: torch.Tensor, M: torch.Tensor, V: torch.Tensor, *rest: torch.Tensor | None) -> None:
     """``adam_kernel`` written into ``X``, ``M`` and ``V`` themselves (compiled, one loop that stores in place)."""
     Xn, Mn, Vn = adam_kernel(X, G, M, V, *rest)
     X.copy_(Xn)
@@ -128,11 +137,11 @@ class Moments(NamedTuple):
 def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: float | torch.Tensor,
                  active: torch.Tensor | None = None, lower: torch.Tensor | None = None,
                  upper: torch.Tensor | None = None, compiled: bool = False,
-                 inplace: bool = False) -> tuple[torch.Tensor, Moments]:
+                 inplace: bool = False, weight_decay: float = 0.0) -> tuple[torch.Tensor, Moments]:
     """``masked_adam_step`` on a population with its moments; returns ``(X, moments)`` after it
     (``inplace``: ``X`` and the moments' ``M``, ``V`` themselves, written; ``T`` is new either way)."""
     X, M, V, T = masked_adam_step(X, G, *moments, lr=lr, active=active, lower=lower, upper=upper,
-                                  compiled=compiled, inplace=inplace)
+                                  compiled=compiled, inplace=inplace, weight_decay=weight_decay)
     return X, Moments(M, V, T)
 
 

@@ -28,14 +28,15 @@ def magnitude_prune_(
     allowed = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if prunable is None else prunable.to(X.device)
     for i in chosen:
         row = X[i]
-        live = (row != 0) & allowed
+        nonzero = row != 0
+        live = nonzero & allowed
         count = int(live.sum())
-        fixed = int(((row != 0) & ~allowed).sum()) if min_nonzero else 0
+        fixed = int(nonzero.sum()) - count if min_nonzero else 0
         k = min(max(1, int(fraction * count)), count - max(1, min_nonzero - fixed))
         if k < 1:
             continue
-        mags = row.abs()[live]
-        threshold = mags.kthvalue(k).values
+        mags = row.abs()
+        threshold = mags.masked_select(live).kthvalue(k).values
         # ties at the threshold may take a few more than k: every one of them is as small
-        row[live & (row.abs() <= threshold)] = 0
+        row.masked_fill_(live & (mags <= threshold), 0)
     return X

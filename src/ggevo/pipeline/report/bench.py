@@ -82,7 +82,8 @@ def read_task(record: SweepRecord) -> Task:
 
 
 def merged(tasks: list[Task]) -> list[Task]:
-    """Tasks of one name (a bench record and its ``_check`` record) as one, their jobs together, in order."""
+    """Tasks of one name (a bench record, its ``_check`` record, and the candidate's ``_ours`` records of both) as
+    one, their jobs together, in order; a method's seed in two records fails."""
     out: dict[str, Task] = {}
     for task in tasks:
         if task.name not in out:
@@ -98,7 +99,7 @@ def merged(tasks: list[Task]) -> list[Task]:
                 raise ValueError(f"task {task.name}, {method}: seed {clash[0]} is in two bench records")
             into.methods.setdefault(method, []).extend(jobs)
         into.skipped += task.skipped
-        into.check_seeds += task.check_seeds
+        into.check_seeds += [s for s in task.check_seeds if s not in into.check_seeds]
     return list(out.values())
 
 

@@ -53,8 +53,9 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 
 
 def optimizer_factory(cfg: DictConfig):
-    """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named)."""
-    args = optimizer_arguments(cfg.optimizer)
+    """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named; a value
+    given by task is the model's task's, ``validate.for_task``)."""
+    args = optimizer_arguments(cfg.optimizer, cfg.model.get("task", "reconstruction"))
     module_keys = set(MODULE_KEYS)  # keys the run reads (validate.MODULE_KEYS), and a sparse method's schedule
     if cfg.optimizer.get("method"):
         module_keys |= set(method_options(cfg.optimizer))

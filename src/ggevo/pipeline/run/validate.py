@@ -51,12 +51,23 @@ def evolves_population(o: DictConfig) -> bool:
     return isinstance(cls, type) and issubclass(cls, PopulationOptimizer)
 
 
-def optimizer_arguments(o: DictConfig) -> dict:
+def optimizer_arguments(o: DictConfig, task: str = "reconstruction") -> dict:
     """``o`` without the keys its optimizer does not take (a preset written for GEMONN may set
-    ``pop_size`` or ``compile``, which Adam or pymoo's NSGA-II lack) and without ``prune_schedule``."""
+    ``pop_size`` or ``compile``, which Adam or pymoo's NSGA-II lack) and without ``prune_schedule``;
+    a value given by task is the one for the model's ``task`` (``for_task``)."""
     opt = OmegaConf.to_container(o, resolve=True)
     accepted = set(inspect.signature(get_class(opt["_target_"])).parameters)
-    return {k: v for k, v in opt.items() if k.startswith("_") or k in accepted}
+    return {k: for_task(v, task, k) for k, v in opt.items() if k.startswith("_") or k in accepted}
+
+
+def for_task(value, task: str, key: str):
+    """An optimizer option given by the model's task, a mapping such as ``weight_decay: {classification: 0.5,
+    reconstruction: 0.0}`` (its keys model tasks, ``lit.tasks.TASKS``), is its value for ``task``; any other
+    value is itself. A mapping without ``task`` fails, naming the key."""
+    if not (isinstance(value, dict) and value and set(value) <= set(TASKS)):
+        return value
+    _require(task in value, f"optimizer.{key}", f"gives no value for the model's task {task!r} (it has {sorted(value)})")
+    return value[task]
 
 
 def known_optimizer_keys(target: str) -> set[str]:
@@ -82,11 +93,12 @@ def _check_known_keys(o: DictConfig) -> None:
             raise ConfigError(f"optimizer.{key}: no optimizer or sparse method takes this key{hint}")
 
 
-def _validate_optimizer(o: DictConfig) -> None:
-    """Every option is checked by the optimizer itself, once: here it is built on a stand-in parameter."""
+def _validate_optimizer(o: DictConfig, task: str) -> None:
+    """Every option is checked by the optimizer itself, once: here it is built on a stand-in parameter, with
+    the values for the model's ``task``."""
     _check_known_keys(o)
     population = evolves_population(o)
-    args = {k: v for k, v in optimizer_arguments(o).items() if not k.startswith("_")}
+    args = {k: v for k, v in optimizer_arguments(o, task).items() if not k.startswith("_")}
     try:
         get_class(str(o._target_))([torch.nn.Parameter(torch.zeros(2))], **args)
     except (ValueError, TypeError) as err:
@@ -129,7 +141,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
              f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
     _require("_target_" in o, "optimizer", "needs a _target_")
-    _validate_optimizer(o)
+    _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
+    _validate_optimizer(o, m.get("task", "reconstruction"))
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")
@@ -137,7 +150,6 @@ def validate(cfg: DictConfig) -> None:
              "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
-    _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
     _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
              f"the number of generations must be a positive integer, got {t.max_steps!r}")
     if o.get("method") is not None:  # a gradient method's steps are its budget (train.apply_budget)

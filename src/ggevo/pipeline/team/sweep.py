@@ -45,10 +45,13 @@ from ggevo.pipeline.run.cli import fail
 
 
 def swept_keys(cfg: DictConfig) -> list[str]:
-    """Config keys this multirun varies: comma lists on the command line and ``hydra.sweeper.params``."""
+    """Config keys recorded as each job's settings: the comma lists this multirun varies (on the command line
+    and in ``hydra.sweeper.params``), and every other key ``hydra.sweeper.params`` sets, with one value for all
+    its jobs (``optimizer: gemonn_plus_decay`` names the method of a ``bench_<task>_ours`` sweep) but the seed,
+    which every job records as its own."""
     keys = [o.split("=", 1)[0].lstrip("+~") for o in cfg.hydra.overrides.task if "," in o.split("=", 1)[-1]]
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    keys += [k.lstrip("+~") for k, v in params.items() if "," in str(v)]
+    keys += [k.lstrip("+~") for k, v in params.items() if "," in str(v) or k.lstrip("+~") != "seed"]
     return sorted(dict.fromkeys(keys))
 
 
