@@ -110,7 +110,8 @@ def _git(repo: Path, *args: str) -> str:
 SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae_small",
           "plus_vs_imp_small",
           "bench_mlp", "bench_lenet5", "bench_ae")
-BENCH = {"bench@mlp", "bench@lenet5", "bench@ae", "bench_check@mlp", "bench_check@lenet5", "bench_check@ae"}
+BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
+         for task in ("mlp", "lenet5", "ae")}  # the baselines' sweeps and the candidate's, each task, seeds 0-1 and 2
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
