@@ -89,8 +89,8 @@ def test_the_candidate_preset_runs_on_the_baselines_task_in_its_own_sweep(task):
         for key in ("budget", "model", "data", "score_test", "hv_ref", "downstream", "trainer"):
             assert OmegaConf.select(ours, key) == OmegaConf.select(theirs, key), key
         mine, base = (OmegaConf.select(c, "hydra.sweeper.params") for c in (ours, theirs))
-        assert str(mine.optimizer) == "gemonn_plus_decay" and str(mine.seed) == str(base.seed)
-        assert "gemonn_plus_decay" not in str(base.optimizer).split(",")
+        assert str(mine.optimizer) == "gemonn_plus_rebase" and str(mine.seed) == str(base.seed)
+        assert "gemonn_plus_rebase" not in str(base.optimizer).split(",")
 
 
 @pytest.mark.parametrize("preset, keys", [("bench_mlp", ["optimizer", "seed"]), ("bench_mlp_check", ["optimizer"]),

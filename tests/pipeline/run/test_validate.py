@@ -62,8 +62,10 @@ def test_an_option_given_by_task_takes_the_models_tasks_value(compose_cfg):
     from ggevo.pipeline.run.build import build_module
 
     mlp = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits")
-    for overrides, decay in ((mlp, 0.5), ((), 0.0)):
-        module = build_module(compose_cfg("optimizer=gemonn_plus_decay", *overrides))
-        assert module.configure_optimizers().hp["weight_decay"] == decay
+    for preset in ("gemonn_plus_decay", "gemonn_plus_rebase"):  # the candidate inherits the rule
+        for overrides, decay in ((mlp, 0.5), ((), 0.0)):
+            hp = build_module(compose_cfg(f"optimizer={preset}", *overrides)).configure_optimizers().hp
+            assert hp["weight_decay"] == decay
+            assert hp["trunk_rebase"] == (preset == "gemonn_plus_rebase")
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "~optimizer.weight_decay.classification"),
                           "optimizer.weight_decay")
