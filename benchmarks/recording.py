@@ -56,7 +56,7 @@ def main() -> None:
     reuse_large_allocations()
     flush_denormals(True)
     n = args.pop_size + 2  # the default job's generation: N parents re-scored and 2 children
-    model, flat, g, batch = setup(n, args.hidden, args.batch_size)
+    _, flat, g, batch = setup(n, args.hidden, args.batch_size)
     X = initial_population(flat.layout, n, generator=g)
     ev = PopulationEvaluator(flat, reconstruction_loss, "vmap")
     print(cpu_line())
@@ -80,7 +80,7 @@ def main() -> None:
     base = statistics.median(times[MODES[0]])
     for mode in MODES:
         ms = [t * 1e3 for t in times[mode]]
-        print(f"{mode:38s} {statistics.median(ms):6.2f} ms a generation (rounds {min(ms):.2f}-{max(ms):.2f})")
+        print(f"{mode:20s} {statistics.median(ms):6.2f} ms a generation (rounds {min(ms):.2f}-{max(ms):.2f})")
     extra = statistics.median(times[MODES[1]]) - base
     print(f"recording's cost: {extra * 1e3:.2f} ms a generation ({extra / base:.1%} of the scoring)")
 
