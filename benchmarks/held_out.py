@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -23,7 +22,7 @@ from ggevo.ea.flat import FlatParams
 from ggevo.ea.init import initial_population
 from ggevo.lit.tasks import accuracy, reconstruction_loss
 from ggevo.models import MLP, LeNet5, TiedAutoencoder
-from phases import cpu_line
+from phases import cpu_line, median_seconds
 
 STRATEGIES = ("vmap", "loop")
 
@@ -50,10 +49,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(cpu_line())
     print(f"{args.networks} networks scored forward on {args.images} images, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} alternated rounds of 5 scorings")
+          f"median of {args.rounds} alternated rounds, each the median of 5 scorings")
     print(f"{'model':32s} {'vmap ms':>9s} {'loop ms':>9s} {'vmap / loop':>12s}  same scores")
     for name, model, score, batch in cases(args.images):
-        torch.manual_seed(0)
         flat = FlatParams(model)
         X = initial_population(flat.layout, args.networks, generator=torch.Generator().manual_seed(0))
         evaluators = {s: PopulationEvaluator(flat, score, s) for s in STRATEGIES}
@@ -61,10 +59,7 @@ def main() -> None:
         times: dict[str, list[float]] = {s: [] for s in STRATEGIES}
         for _ in range(args.rounds):
             for s in STRATEGIES:
-                t0 = time.perf_counter()
-                for _ in range(5):
-                    evaluators[s].losses(X, batch)
-                times[s].append((time.perf_counter() - t0) / 5 * 1e3)
+                times[s].append(median_seconds(lambda s=s: evaluators[s].losses(X, batch), 5) * 1e3)
         v, lp = statistics.median(times["vmap"]), statistics.median(times["loop"])
         same = "yes" if torch.equal(scores["vmap"], scores["loop"]) else \
             f"no (max difference {float((scores['vmap'] - scores['loop']).abs().max()):.1e})"
