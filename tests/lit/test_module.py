@@ -76,16 +76,49 @@ def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     monkeypatch.setattr(trunk, "TRUNK_RECORDS", 3)  # every 4th of 12 trunk generations
     sparse, resumed = full_and_resumed(compose_cfg, tmp_path, run, steps=16, split=6)
     trunk_calls = sorted(step + 1 for step in calls if step < 12)  # the generation (1-based) of each trunk score
-    assert trunk_calls == [1, 1, 4, 4, 8, 8, 12, 12]  # the uninterrupted run and the resumed one, each at 1, 4, 8, 12
+    # the uninterrupted run and the resumed one, each at 1, 4, 8, 12; the stopped run also at its last, 6
+    assert trunk_calls == [1, 1, 4, 4, 6, 8, 8, 12, 12]
     for folder in ("full", "part"):  # the trunk's status is recorded with its held-out score, then each generation's
         with open(tmp_path / folder / "history.csv") as f:
-            assert [int(row["step"]) for row in csv.DictReader(f)] == [1, 4, 8, 12, 13, 14, 15, 16], folder
+            steps = [int(row["step"]) for row in csv.DictReader(f)]
+        assert steps == [1, 4, *([6] if folder == "part" else []), 8, 12, 13, 14, 15, 16], folder
     monkeypatch.setattr(trunk, "TRUNK_RECORDS", 1000)  # every generation, as before the rule
     train(compose_cfg(*run, "trainer.max_steps=16", "checkpoint.every_n_steps=6", run="every"))
     ckpt = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt", weights_only=False)
     every = ckpt["optimizer_states"][0]["state"][0]
     after = 1 + 3 * 2  # generations 13-16: one of warm-up (parents), three of parents and children
-    assert len(calls) == 2 * (4 + after) + (12 + after)  # the two runs above (one stopped and resumed), then this one
+    assert len(calls) == 2 * (4 + after) + 1 + (12 + after)  # the two runs above (one stopped and resumed), this one
+    for key in ("X", "F", "G", "M", "V", "T"):
+        assert torch.equal(sparse[key], every[key]), key
+        assert torch.equal(sparse[key], resumed[key]), key
+
+
+def test_a_warm_up_takes_its_held_out_score_only_when_due_and_nothing_else_changes(compose_cfg, tmp_path, monkeypatch):
+    """``optimizer.warmup_records``: a warm-up selects nothing, so between its records (its status and its held-out
+    score) a warm-up generation costs its training evaluations alone, and the run ends where one that scores every
+    warm-up generation ends, bit for bit, stopped and resumed mid-warm-up or not."""
+    from ggevo.pipeline.run.train import train
+
+    run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual",
+           "optimizer.pop_size=4", "optimizer.warmup=8", "optimizer.trunk=4", "optimizer.trunk_fraction=null",
+           "hv_ref=[1.1,1.1]")
+    calls = []
+    scored = EvolutionModule._held_out
+    monkeypatch.setattr(EvolutionModule, "_held_out",
+                        lambda self, *a: calls.append(self.global_step) or scored(self, *a))
+    sparse, resumed = full_and_resumed(compose_cfg, tmp_path, (*run, "+optimizer.warmup_records=2"), steps=16, split=6)
+    warm_calls = sorted(step + 1 for step in calls if 4 <= step < 12)  # the generation (1-based) of each warm-up score
+    # warm-up generations 5-12 recorded at its 1st, 4th and 8th (5, 8, 12); the stopped run also at its last, 6
+    assert warm_calls == [5, 5, 6, 8, 8, 12, 12]
+    for folder in ("full", "part"):  # the status only with the held-out score: trunk (every generation), warm-up, after
+        with open(tmp_path / folder / "history.csv") as f:
+            steps = [int(row["step"]) for row in csv.DictReader(f)]
+        assert steps == [1, 2, 3, 4, 5, *([6] if folder == "part" else []), 8, 12, 13, 14, 15, 16], folder
+    before = len(calls)
+    train(compose_cfg(*run, "trainer.max_steps=16", "checkpoint.every_n_steps=6", run="every"))
+    every = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt",
+                       weights_only=False)["optimizer_states"][0]["state"][0]
+    assert sorted(step + 1 for step in calls[before:] if 4 <= step < 12) == list(range(5, 13))  # every one
     for key in ("X", "F", "G", "M", "V", "T"):
         assert torch.equal(sparse[key], every[key]), key
         assert torch.equal(sparse[key], resumed[key]), key

@@ -24,10 +24,16 @@ from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.sbx_kernel import run_kernel
-from ggevo.ea.operators.trunk import branch_, prune_trunk_, trunk_record_due
+from ggevo.ea.operators.trunk import branch_, prune_trunk_, record_due, trunk_record_due
 from ggevo.ea.operators.zero_mutation import zero_mutation_
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
+
+
+def _last(evaluate: Evaluate) -> bool:
+    """Whether ``evaluate`` scores the run's last generation (``lit.module.HeldOutScore.last``): a generation
+    that takes its held-out score only when due takes it then, so the run ends on fresh scores."""
+    return bool(getattr(evaluate, "last", False))
 
 
 class GEMONN(PopulationOptimizer):
@@ -71,6 +77,7 @@ class GEMONN(PopulationOptimizer):
         local_search_lr: float = 0.0,
         inherit_moments: bool = True,
         warmup: int = 0,
+        warmup_records: int | None = None,
         trunk: int = 0,
         density_floor: float | None = None,
         lr_density_exponent: float = 0.0,
@@ -103,6 +110,27 @@ class GEMONN(PopulationOptimizer):
             grad[dirty] = torch.nan_to_num(grad[dirty], nan=0.0, posinf=0.0, neginf=0.0)
             grad[bad] = 0.0
         return torch.stack((density, loss), dim=1), grad
+
+    def _evaluate_when_due(self, evaluate: Evaluate, X: torch.Tensor, last: torch.Tensor, counts: dict,
+                           due: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_evaluate``, where a generation that selects nothing (a trunk's, a warm-up's) takes its held-out
+        score only when ``due``: selected on held-out data, ``evaluate.training`` scores the training loss
+        alone (the gradient, the step and the budget's evaluation) and each row keeps its ``last`` loss
+        (rows of ``F``). A row whose training loss is not finite is +inf, as a fresh score would make it; a row
+        with no finite score to keep (just branched, or finite again after a non-finite one) is scored now
+        (``evaluate.held_out``). So the loss's finiteness, all that such a generation acts on (which rows
+        take their step), is a fresh score's."""
+        training = getattr(evaluate, "training", None)
+        if training is None or due:
+            return self._evaluate(evaluate, X, counts)
+        F, G = self._evaluate(training, X, counts)
+        finite = torch.isfinite(F[:, 1])
+        F[:, 1] = torch.where(finite, last[:, 1], F[:, 1])
+        unscored = (finite & ~torch.isfinite(last[:, 1])).nonzero().squeeze(1)
+        if len(unscored):
+            held_out = evaluate.held_out(X[unscored]).to(F.dtype)
+            F[unscored, 1] = torch.where(torch.isfinite(held_out), held_out, torch.inf)
+        return F, G
 
     def _initial_population(self) -> torch.Tensor:
         hp = self.hp
@@ -226,16 +254,11 @@ class GEMONN(PopulationOptimizer):
         t = int(st.get("trunk_row", F[:, 0].argmax()))  # the densest at the start
         one = slice(t, t + 1)  # views of its row: nothing of the population is copied to score and step it
         done = st.get("generation", 0) + 1
-        # the status is recorded only when due (``operators.trunk.trunk_record_due``), and selected on held-out
-        # data (``evaluate.training`` is the training loss alone) the held-out score is taken then; between, the
-        # last one stands, unless the training loss is not finite (a diverged network stays out). Nothing selects
-        # on it during the trunk.
-        due = trunk_record_due(done, hp["trunk"])
-        training = getattr(evaluate, "training", None)
-        stale = training is not None and not due
-        Ft, Gt = self._evaluate(training if stale else evaluate, X[one], counts)
-        if stale:
-            Ft[:, 1] = torch.where(torch.isfinite(Ft[:, 1]), F[one, 1], Ft[:, 1])
+        # the status is recorded only when due (``operators.trunk.trunk_record_due``, and at the run's last
+        # generation), and selected on held-out data the held-out score is taken then; between, the last one
+        # stands (``_evaluate_when_due``). Nothing selects on it during the trunk.
+        due = trunk_record_due(done, hp["trunk"]) or _last(evaluate)
+        Ft, Gt = self._evaluate_when_due(evaluate, X[one], F[one], counts, due)
         self._consistent = False  # the step is written into the row itself: no copies of it, its moments
         _, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]),
                                    inplace=True)
@@ -270,13 +293,14 @@ class GEMONN(PopulationOptimizer):
         warm = st.get("generation", 0) < hp.get("trunk", 0) + hp["warmup"]
         # parents scored on this minibatch: at the start, when re-scored, and while warming up
         scored = not self.initialized or hp["reevaluate_parents"] or warm
+        due = not warm or _last(evaluate) or self._warmup_record_due()
         if not self.initialized:
             X = self._initial_population()
             F, G = self._evaluate(evaluate, X, counts)
         else:
             X, F, G = st["X"], st["F"], st["G"]
             if scored:
-                F, G = self._evaluate(evaluate, X, counts)
+                F, G = self._evaluate_when_due(evaluate, X, F, counts, due)
         moments = self._moments(X)
         n = X.shape[0]
         m = 0 if warm else hp["offspring"] or n
@@ -310,7 +334,18 @@ class GEMONN(PopulationOptimizer):
                 self._fallback(lambda: maybe_compiled(replace_rows_, self._compiled())(
                     M, V, C_moments.M, C_moments.V, rows, born))
                 T.index_copy_(0, rows, C_moments.T[born])
-        return self._commit(X, F, G, moments, counts)
+        return self._commit(X, F, G, moments, counts, report=due)
+
+    def _warmup_record_due(self) -> bool:
+        """Whether this warm-up generation records its status (and, selected on held-out data, takes its
+        held-out score): every one without ``warmup_records``; with it, ``warmup_records`` times over the
+        warm-up (``operators.trunk.record_due``). A warm-up selects nothing (every network survives), so
+        between records the held-out score only fed the status."""
+        hp = self.hp
+        records = hp.get("warmup_records")
+        if records is None:
+            return True
+        return record_due(self.run_state.get("generation", 0) + 1 - hp.get("trunk", 0), hp["warmup"], records)
 
     def _commit(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor, moments: Moments | None,
                 counts: dict, report: bool = True) -> dict | None:

@@ -10,7 +10,9 @@ travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
 ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
 child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
-dense networks are not lost to sparse ones before either has learnt anything. ``trunk``
+dense networks are not lost to sparse ones before either has learnt anything; ``warmup_records`` N records the
+warm-up's status only N times over it (and at the run's last generation), and selected on held-out data takes
+the held-out score only then: a warm-up selects nothing, so the score fed only the status (null: every generation). ``trunk``
 generations before those train the densest initial network alone (one evaluation each); then
 every other network restarts as that one, magnitude-pruned to its own initial density, with
 its moments: the population branches from one well-trained network, as iterative magnitude
@@ -99,7 +101,8 @@ def gemonn_options(o: dict) -> dict:
         initial_densities=None if densities is None else [float(d) for d in densities],
         prune_probability=float(o["prune_probability"]),
         prune_fraction=float(o["prune_fraction"]), local_search_lr=float(o["local_search_lr"]),
-        inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]), trunk=int(o["trunk"]),
+        inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]),
+        warmup_records=None if o["warmup_records"] is None else int(o["warmup_records"]), trunk=int(o["trunk"]),
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
         trunk_rebase=bool(o["trunk_rebase"]),
@@ -124,6 +127,9 @@ def _local_search_options(o: dict) -> None:
     warmup, lr = o["warmup"], o["local_search_lr"]
     _check(isinstance(warmup, int) and warmup >= 0, "warmup", f"must be a number of generations ≥ 0, got {warmup!r}")
     _check(warmup == 0 or lr > 0, "warmup", "needs local search (local_search_lr > 0)")
+    records = o["warmup_records"]
+    _check(records is None or (isinstance(records, int) and not isinstance(records, bool) and records >= 1),
+           "warmup_records", f"must be null (every warm-up generation) or a number of records ≥ 1, got {records!r}")
     _check(lr >= 0, "local_search_lr", f"must be ≥ 0 (0 = off), got {lr}")
     _check(o["density_floor"] is None or 0.0 < o["density_floor"] < 1.0, "density_floor",
            f"must be null (off) or a density in (0, 1), got {o['density_floor']!r}")

@@ -25,14 +25,22 @@ SELECT_ON = ("train", "val")
 class HeldOutScore:
     """``training`` (the training minibatch's losses and gradients) with each row's held-out score as its f2:
     ``EvolutionModule._held_out`` on generation ``t``'s validation batch, fetched only when a score is taken (a
-    trunk generation between held-out scores calls ``training`` alone: ``GEMONN._trunk_step``)."""
+    trunk or warm-up generation between held-out scores calls ``training`` alone, and ``held_out`` for a row
+    that has no score to keep: ``GEMONN._evaluate_when_due``)."""
 
-    def __init__(self, module: EvolutionModule, training: Callable, t: int):
+    def __init__(self, module: EvolutionModule, training: Callable, t: int, last: bool = False):
         self.module, self.training, self.t = module, training, t
+        self.last = last  # the run's last generation: its scores are taken, due or not
+
+    def _batch(self) -> list[torch.Tensor]:
+        return self.module.trainer.datamodule.selection_stream().batch(self.t)[:2]
 
     def __call__(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.module.trainer.datamodule.selection_stream().batch(self.t)[:2]
-        return self.module._held_out(self.training, batch, X)
+        return self.module._held_out(self.training, self._batch(), X)
+
+    def held_out(self, X: torch.Tensor) -> torch.Tensor:
+        """The held-out score (n,) of each row of ``X`` alone: no gradient, nothing of the budget."""
+        return self.module._held_out_scores(self._batch(), X)
 
 
 class EvolutionModule(pl.LightningModule):
@@ -112,7 +120,7 @@ class EvolutionModule(pl.LightningModule):
             raise RuntimeError(f"minibatch of step {int(t)} arrived at generation {self.global_step}")
         evaluate = partial(self.evaluator, batch=(x, y))
         if self.select_on != "train":
-            evaluate = HeldOutScore(self, evaluate, int(t))
+            evaluate = HeldOutScore(self, evaluate, int(t), last=int(t) + 1 == self.trainer.max_steps)
         status = self.optimizers().step(closure=lambda: evaluate)
         if self.first_front is None:
             self.first_front = self.gemonn.front()[1].detach().cpu().clone()
@@ -126,12 +134,15 @@ class EvolutionModule(pl.LightningModule):
         """``evaluate(X)``'s gradients with each row's held-out score on ``batch``: its error rate for a
         classifier, else its loss (non-finite where its training loss is: a diverged network stays out)."""
         loss, grad = evaluate(X)
+        held_out = self._held_out_scores(batch, X).to(loss.dtype)
+        return torch.where(torch.isfinite(loss), held_out, loss), grad
+
+    def _held_out_scores(self, batch, X: torch.Tensor) -> torch.Tensor:
+        """Each row's score on the held-out ``batch``: its error rate for a classifier, else its loss."""
         batch = [b.to(X.device) for b in batch]
         if "accuracy" in self.scorers:
-            held_out = 1.0 - self.scorers["accuracy"].losses(X, batch).to(loss.dtype)
-        else:
-            held_out = self.evaluator.losses(X, batch).to(loss.dtype)
-        return torch.where(torch.isfinite(loss), held_out, loss), grad
+            return 1.0 - self.scorers["accuracy"].losses(X, batch)
+        return self.evaluator.losses(X, batch)
 
     # -------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

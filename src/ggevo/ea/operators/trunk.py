@@ -22,10 +22,16 @@ MASK_UPDATES = 100  # a gradual trunk's mask changes this many times (GMP's Δt 
 TRUNK_RECORDS = 100
 
 
+def record_due(done: int, total: int, records: int) -> bool:
+    """Whether generation ``done`` (1-based) of a phase of ``total`` generations that records its status
+    ``records`` times records it (and takes its held-out score): the first, the last and every
+    ``total / records``-th."""
+    return done == 1 or done == total or done % max(1, total // records) == 0
+
+
 def trunk_record_due(done: int, total: int) -> bool:
-    """Whether trunk generation ``done`` (1-based) of ``total`` records its status (and takes its held-out
-    score): the first, the last and every ``total / TRUNK_RECORDS``-th."""
-    return done == 1 or done == total or done % max(1, total // TRUNK_RECORDS) == 0
+    """Whether trunk generation ``done`` (1-based) of ``total`` records its status (``record_due``, ``TRUNK_RECORDS``)."""
+    return record_due(done, total, TRUNK_RECORDS)
 
 
 def kept_by_magnitude(trunk: torch.Tensor, prunable: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
