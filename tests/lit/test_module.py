@@ -59,6 +59,15 @@ def test_a_run_selected_on_held_out_data_resumes_exactly(compose_cfg, tmp_path):
     assert torch.allclose(wrong, wrong.round(), atol=1e-3) and bool((a["F"][:, 1] <= 1).all())
 
 
+def held_out_steps(monkeypatch) -> list[int]:
+    """The global step of every held-out scoring from now on (``EvolutionModule._held_out``, still run)."""
+    calls = []
+    scored = EvolutionModule._held_out
+    monkeypatch.setattr(EvolutionModule, "_held_out",
+                        lambda self, *a: calls.append(self.global_step) or scored(self, *a))
+    return calls
+
+
 def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_changes(compose_cfg, tmp_path, monkeypatch):
     """The trunk selects nothing: between its records (``operators.trunk.trunk_record_due``: its status and its
     held-out score) a trunk generation costs one training evaluation and no validation pass, and the run ends
@@ -69,10 +78,7 @@ def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual",
            "optimizer.pop_size=4", "optimizer.warmup=1", "optimizer.trunk=12", "optimizer.trunk_fraction=null",
            "hv_ref=[1.1,1.1]")
-    calls = []
-    scored = EvolutionModule._held_out
-    monkeypatch.setattr(EvolutionModule, "_held_out",
-                        lambda self, *a: calls.append(self.global_step) or scored(self, *a))
+    calls = held_out_steps(monkeypatch)
     monkeypatch.setattr(trunk, "TRUNK_RECORDS", 3)  # every 4th of 12 trunk generations
     sparse, resumed = full_and_resumed(compose_cfg, tmp_path, run, steps=16, split=6)
     trunk_calls = sorted(step + 1 for step in calls if step < 12)  # the generation (1-based) of each trunk score
@@ -102,10 +108,7 @@ def test_a_warm_up_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual",
            "optimizer.pop_size=4", "optimizer.warmup=8", "optimizer.trunk=4", "optimizer.trunk_fraction=null",
            "hv_ref=[1.1,1.1]")
-    calls = []
-    scored = EvolutionModule._held_out
-    monkeypatch.setattr(EvolutionModule, "_held_out",
-                        lambda self, *a: calls.append(self.global_step) or scored(self, *a))
+    calls = held_out_steps(monkeypatch)
     sparse, resumed = full_and_resumed(compose_cfg, tmp_path, (*run, "+optimizer.warmup_records=2"), steps=16, split=6)
     warm_calls = sorted(step + 1 for step in calls if 4 <= step < 12)  # the generation (1-based) of each warm-up score
     # warm-up generations 5-12 recorded at its 1st, 4th and 8th (5, 8, 12); the stopped run also at its last, 6

@@ -4,9 +4,11 @@ a checkpoint loads and was made under the same config; a run whose process died 
 import subprocess
 import sys
 
+import mlflow
 import pytest
 
-from ggevo.pipeline.run.checks import close_abandoned_runs
+from ggevo.pipeline.run import checks
+from ggevo.pipeline.run.checks import RunFolderClaim, close_abandoned_runs, run_folder_tags
 from ggevo.pipeline.run.train import train
 from tests.pipeline.processes import train_process as _train
 from tests.pipeline.processes import wait_for_generation as _wait_for_generation
@@ -87,3 +89,30 @@ def test_a_sigkilled_run_is_closed_killed_once_its_process_is_gone(tmp_path):
     assert dead.info.status == "KILLED"
     assert "no longer held" in dead.data.tags["ggevo.failure"]
     assert [r.info.status for r in runs if r.info.run_id != dead.info.run_id] == ["FINISHED"]
+
+
+def test_only_a_run_whose_owner_is_gone_is_closed_killed_never_one_that_ends_meanwhile(tmp_path, monkeypatch):
+    """A run closes its MLflow run, then lets go of its folder: one listed RUNNING a moment before its folder is
+    found free has ended well, and keeps its status (two of a Ray sweep's jobs were once closed KILLED so)."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.create_experiment("ggevo", artifact_location=(tmp_path / "artifacts").as_uri())
+    folders = {name: tmp_path / name for name in ("dead", "live", "ending")}
+    ids = {}
+    for name, folder in folders.items():
+        folder.mkdir()
+        ids[name] = client.create_run(exp, tags=run_folder_tags(folder)).info.run_id
+
+    class OwnerEndsAfterTheSearch(mlflow.tracking.MlflowClient):
+        def search_runs(self, *args, **kwargs):
+            found = super().search_runs(*args, **kwargs)
+            self.set_terminated(ids["ending"], "FINISHED")  # ends well, then its folder is free
+            return found
+
+    monkeypatch.setattr(checks, "open_store", OwnerEndsAfterTheSearch)
+    with RunFolderClaim(folders["live"], "run_dir"):
+        assert close_abandoned_runs(uri) == [ids["dead"]]
+        assert {n: client.get_run(i).info.status for n, i in ids.items()} == \
+            {"dead": "KILLED", "live": "RUNNING", "ending": "FINISHED"}
+        assert "ggevo.failure" not in client.get_run(ids["ending"]).data.tags
+    RunFolderClaim(folders["dead"], "run_dir").close()  # the lock taken while closing it was let go

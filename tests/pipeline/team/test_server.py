@@ -63,7 +63,8 @@ def test_runs_are_stored_in_postgresql(team_sweep):
                           (int(t.experiment_id),)).fetchall()
         n_metrics = db.execute("SELECT count(*) FROM metrics WHERE key = 'hypervolume' AND run_uuid = ANY(%s)",
                                ([r.info.run_id for r in t.children],)).fetchone()[0]
-    assert sorted(rows) == sorted([(r.info.run_id, "FINISHED") for r in [t.parent, *t.children]])
+    assert sorted(rows) == sorted([(r.info.run_id, "FINISHED") for r in [t.parent, *t.children]]), \
+        [r.data.tags.get("ggevo.failure") for r in [t.parent, *t.children]]
     assert n_metrics == len(SEEDS) * STEPS
 
 

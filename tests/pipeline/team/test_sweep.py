@@ -257,7 +257,8 @@ def test_ray_sweep_records_one_parent_with_a_finished_child_per_job(team_sweep):
     assert t.parent.info.run_id in t.sweep.stdout
     assert t.parent.data.tags["ggevo.sweep.params"] == "seed"
     assert sorted(int(r.data.params["seed"]) for r in t.children) == list(SEEDS)
-    assert [r.info.status for r in t.children] == ["FINISHED"] * len(SEEDS)
+    assert [r.info.status for r in t.children] == ["FINISHED"] * len(SEEDS), \
+        [r.data.tags.get("ggevo.failure") for r in t.children]
     # jobs ran in Ray workers, not in the launching process, and stored artifacts through the server
     assert all(r.data.tags["pid"] != str(t.driver_pid) for r in t.children)
     assert "(_run_job pid=" in t.sweep.stdout

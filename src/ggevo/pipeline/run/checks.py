@@ -118,25 +118,28 @@ def run_folder_tags(out: Path) -> dict[str, str]:
     return {RUN_DIR_TAG: str(out.resolve()), HOST_TAG: socket.gethostname()}
 
 
-def folder_is_free(folder: Path) -> bool:
-    """Whether no live process holds ``folder``'s run lock (False too when it cannot be opened)."""
+def claim_if_free(folder: Path) -> int | None:
+    """``folder``'s run lock taken exclusively when no live process holds it: the open descriptor (close it to
+    release), or None when a live run holds it or the folder cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return False
+        return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken only where no run holds it exclusively
-        return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
     except BlockingIOError:
-        return False
-    finally:
         os.close(fd)
+        return None
 
 
 def close_abandoned_runs(uri: str) -> list[str]:
     """RUNNING runs of this machine whose run folder no live process holds, closed KILLED; their ids.
 
-    A run of another machine, or whose folder is gone, is left as it is: nothing here can tell."""
+    A run of another machine, or whose folder is gone, is left as it is: nothing here can tell. A run closes
+    its MLflow run before it lets go of its folder, so a run listed RUNNING may have ended well by the time
+    its folder is found free: each is closed only while its folder's lock is held here and a fresh read
+    still says RUNNING (its owner gone without closing it), never over the status its owner gave it."""
     client = open_store(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
@@ -144,11 +147,19 @@ def close_abandoned_runs(uri: str) -> list[str]:
     host, closed = socket.gethostname(), []
     for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=5000):
         folder = run.data.tags.get(RUN_DIR_TAG)
-        if not folder or run.data.tags.get(HOST_TAG) != host or not folder_is_free(Path(folder)):
+        if not folder or run.data.tags.get(HOST_TAG) != host:
             continue
-        close_run(uri, run.info.run_id, "KILLED",
-                  f"abandoned: its process ended without closing the run (its run folder {folder} is no longer held)")
-        closed.append(run.info.run_id)
+        fd = claim_if_free(Path(folder))
+        if fd is None:  # a live run holds it
+            continue
+        try:
+            if client.get_run(run.info.run_id).info.status != "RUNNING":  # closed by its owner meanwhile
+                continue
+            close_run(uri, run.info.run_id, "KILLED",
+                      f"abandoned: its process ended without closing the run (its run folder {folder} is no longer held)")
+            closed.append(run.info.run_id)
+        finally:
+            os.close(fd)
     return closed
 
 
