@@ -1,6 +1,7 @@
 """Checks of the world before any compute: the run folder can be written and no other live run holds it,
 a checkpoint loads and was made under the same config; a run whose process died is closed KILLED."""
 
+import os
 import subprocess
 import sys
 
@@ -116,3 +117,19 @@ def test_only_a_run_whose_owner_is_gone_is_closed_killed_never_one_that_ends_mea
             {"dead": "KILLED", "live": "RUNNING", "ending": "FINISHED"}
         assert "ggevo.failure" not in client.get_run(ids["ending"]).data.tags
     RunFolderClaim(folders["dead"], "run_dir").close()  # the lock taken while closing it was let go
+
+
+def test_a_claim_waits_out_a_moment_s_hold_but_not_a_live_run(tmp_path):
+    """``close_abandoned_runs`` holds a dead run's folder for a moment while it closes that run: a run starting in that
+    folder then waits for it; a folder a live run holds stays refused, in one line naming the key."""
+    import threading
+
+    from ggevo.pipeline.core.errors import ConfigError
+    from ggevo.pipeline.run.checks import claim_if_free
+
+    fd = claim_if_free(tmp_path)
+    assert fd is not None and claim_if_free(tmp_path) is None
+    threading.Timer(0.3, os.close, [fd]).start()  # let go a moment later, as close_abandoned_runs does
+    with RunFolderClaim(tmp_path, "run_dir"):
+        with pytest.raises(ConfigError, match=r"^run_dir: the run folder .* is in use by another live run"):
+            RunFolderClaim(tmp_path, "run_dir")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,19 +85,31 @@ def check_module_matches(resume: Resume | None, module: torch.nn.Module) -> None
                           f"(differs at {', '.join(f'{k} {s}' for k, s in diff)})")
 
 
+# a live run holds its folder for its whole life; ``close_abandoned_runs`` holds a dead run's folder for a moment
+# while it closes that run, so a claim waits this long before it calls the folder in use
+CLAIM_WAIT_S = 2.0
+
+
 class RunFolderClaim:
     """An exclusive lock on a run folder itself (no file is written into it), held until ``close``
     (or the end of the process, however it ends), so two runs never write one folder's checkpoints
-    and front over each other's; a folder another live run holds is a ConfigError naming ``key``."""
+    and front over each other's; a folder another live run holds (still held after ``CLAIM_WAIT_S``) is a
+    ConfigError naming ``key``."""
 
     def __init__(self, out: Path, key: str):
         self.fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise ConfigError(f"{key}: the run folder {out} is in use by another live run; "
-                              f"give this run its own: run_dir=<folder>") from None
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+        os.close(self.fd)
+        raise ConfigError(f"{key}: the run folder {out} is in use by another live run; "
+                          f"give this run its own: run_dir=<folder>")
 
     def close(self) -> None:
         if self.fd >= 0:
