@@ -1,15 +1,16 @@
 """Checks of the world before any compute: the run folder can be written and no other live run holds it,
 a checkpoint loads and was made under the same config; a run whose process died is closed KILLED."""
 
-import os
 import subprocess
 import sys
+import threading
 
 import mlflow
 import pytest
 
+from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.run import checks
-from ggevo.pipeline.run.checks import RunFolderClaim, close_abandoned_runs, run_folder_tags
+from ggevo.pipeline.run.checks import RunFolderClaim, claim_if_free, close_abandoned_runs, run_folder_tags
 from ggevo.pipeline.run.train import train
 from tests.pipeline.processes import train_process as _train
 from tests.pipeline.processes import wait_for_generation as _wait_for_generation
@@ -122,14 +123,9 @@ def test_only_a_run_whose_owner_is_gone_is_closed_killed_never_one_that_ends_mea
 def test_a_claim_waits_out_a_moment_s_hold_but_not_a_live_run(tmp_path):
     """``close_abandoned_runs`` holds a dead run's folder for a moment while it closes that run: a run starting in that
     folder then waits for it; a folder a live run holds stays refused, in one line naming the key."""
-    import threading
-
-    from ggevo.pipeline.core.errors import ConfigError
-    from ggevo.pipeline.run.checks import claim_if_free
-
-    fd = claim_if_free(tmp_path)
-    assert fd is not None and claim_if_free(tmp_path) is None
-    threading.Timer(0.3, os.close, [fd]).start()  # let go a moment later, as close_abandoned_runs does
+    held = claim_if_free(tmp_path)
+    assert held is not None and claim_if_free(tmp_path) is None
+    threading.Timer(0.3, held.close).start()  # let go a moment later, as close_abandoned_runs does
     with RunFolderClaim(tmp_path, "run_dir"):
         with pytest.raises(ConfigError, match=r"^run_dir: the run folder .* is in use by another live run"):
             RunFolderClaim(tmp_path, "run_dir")

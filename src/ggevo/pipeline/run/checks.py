@@ -85,6 +85,15 @@ def check_module_matches(resume: Resume | None, module: torch.nn.Module) -> None
                           f"(differs at {', '.join(f'{k} {s}' for k, s in diff)})")
 
 
+def _lock_exclusively(fd: int) -> bool:
+    """Whether the exclusive run lock on ``fd``'s folder was taken (False: another holds it)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 # a live run holds its folder for its whole life; ``close_abandoned_runs`` holds a dead run's folder for a moment
 # while it closes that run, so a claim waits this long before it calls the folder in use
 CLAIM_WAIT_S = 2.0
@@ -96,20 +105,15 @@ class RunFolderClaim:
     and front over each other's; a folder another live run holds (still held after ``CLAIM_WAIT_S``) is a
     ConfigError naming ``key``."""
 
-    def __init__(self, out: Path, key: str):
+    def __init__(self, out: Path, key: str, wait: float = CLAIM_WAIT_S):
         self.fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-        deadline = time.monotonic() + CLAIM_WAIT_S
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
-        os.close(self.fd)
-        raise ConfigError(f"{key}: the run folder {out} is in use by another live run; "
-                          f"give this run its own: run_dir=<folder>")
+        deadline = time.monotonic() + wait
+        while not _lock_exclusively(self.fd):
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise ConfigError(f"{key}: the run folder {out} is in use by another live run; "
+                                  f"give this run its own: run_dir=<folder>")
+            time.sleep(0.05)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -131,18 +135,12 @@ def run_folder_tags(out: Path) -> dict[str, str]:
     return {RUN_DIR_TAG: str(out.resolve()), HOST_TAG: socket.gethostname()}
 
 
-def claim_if_free(folder: Path) -> int | None:
-    """``folder``'s run lock taken exclusively when no live process holds it: the open descriptor (close it to
-    release), or None when a live run holds it or the folder cannot be opened."""
+def claim_if_free(folder: Path) -> RunFolderClaim | None:
+    """``folder``'s claim when no live process holds it, at once (no wait); None when a live run holds it or the
+    folder cannot be opened."""
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        os.close(fd)
+        return RunFolderClaim(folder, "run_dir", wait=0.0)
+    except (OSError, ConfigError):
         return None
 
 
@@ -162,17 +160,15 @@ def close_abandoned_runs(uri: str) -> list[str]:
         folder = run.data.tags.get(RUN_DIR_TAG)
         if not folder or run.data.tags.get(HOST_TAG) != host:
             continue
-        fd = claim_if_free(Path(folder))
-        if fd is None:  # a live run holds it
+        claim = claim_if_free(Path(folder))
+        if claim is None:  # a live run holds it
             continue
-        try:
+        with claim:
             if client.get_run(run.info.run_id).info.status != "RUNNING":  # closed by its owner meanwhile
                 continue
             close_run(uri, run.info.run_id, "KILLED",
                       f"abandoned: its process ended without closing the run (its run folder {folder} is no longer held)")
             closed.append(run.info.run_id)
-        finally:
-            os.close(fd)
     return closed
 
 
