@@ -69,3 +69,18 @@ def test_an_option_given_by_task_takes_the_models_tasks_value(compose_cfg):
             assert hp["trunk_rebase"] == (preset == "gemonn_plus_rebase")
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "~optimizer.weight_decay.classification"),
                           "optimizer.weight_decay")
+
+
+def test_what_selection_scores_may_be_given_by_task(compose_cfg):
+    """optimizer=gemonn_plus_rebase selects a classifier on held-out data and an autoencoder on its training
+    minibatch; a mapping without the model's task, or a value no selection knows, fails before any run."""
+    from ggevo.pipeline.run.build import build_module
+
+    mlp = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits")
+    assert build_module(compose_cfg("optimizer=gemonn_plus_rebase", *mlp)).select_on == "val"
+    assert build_module(compose_cfg("optimizer=gemonn_plus_rebase")).select_on == "train"
+    assert build_module(compose_cfg("optimizer=gemonn_plus_decay")).select_on == "val"  # one value for every task
+    _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_rebase", *mlp, "~optimizer.select_on.classification"),
+                          "optimizer.select_on")
+    _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_rebase", "optimizer.select_on.reconstruction=test"),
+                          "optimizer.select_on")

@@ -22,7 +22,7 @@ from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import rooted
 from ggevo.pipeline.record.recorder import Recorder
-from ggevo.pipeline.run.validate import MODULE_KEYS, evolves_population, optimizer_arguments
+from ggevo.pipeline.run.validate import MODULE_KEYS, evolves_population, optimizer_arguments, select_on_for
 
 
 def build_model(model_cfg: dict) -> torch.nn.Module:
@@ -74,7 +74,7 @@ def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule | SparseMo
     if evolves_population(cfg.optimizer):
         return EvolutionModule(model, optimizer_factory(cfg), task=task, evaluation=cfg.evaluation.strategy,
                                chunk_size=cfg.evaluation.chunk_size,
-                               select_on=cfg.optimizer.get("select_on", "train"))
+                               select_on=select_on_for(cfg.optimizer, task))
     if cfg.optimizer.get("method"):
         return build_method(model, optimizer_factory(cfg), OmegaConf.to_container(cfg.optimizer, resolve=True),
                             task=task, budget=int(cfg.trainer.max_steps), hv_ref=cfg.hv_ref, seed=int(cfg.seed))

@@ -70,6 +70,14 @@ def for_task(value, task: str, key: str):
     return value[task]
 
 
+def select_on_for(o: DictConfig, task: str) -> str:
+    """What selection scores, ``optimizer.select_on`` (``train`` when unset), for the model's ``task``: like an
+    optimizer option, it may be given by task (``for_task``), as ``gemonn_plus_rebase`` gives it."""
+    value = o.get("select_on", "train")
+    value = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    return for_task(value, task, "select_on")
+
+
 def known_optimizer_keys(target: str) -> set[str]:
     """Every key an ``optimizer`` section may hold: those of ``target``'s class and of each shipped optimizer
     (presets share keys: ``optimizer=imp`` inherits none of GEMONN's, but a user's preset may), the run's own
@@ -111,8 +119,8 @@ def _validate_optimizer(o: DictConfig, task: str) -> None:
         _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
                                       and 0 <= fraction < 1), "optimizer.trunk_fraction",
                  f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
-        _require(o.get("select_on", "train") in SELECT_ON, "optimizer.select_on",
-                 f"must be one of {', '.join(SELECT_ON)}, got {o.get('select_on')!r}")
+        _require(select_on_for(o, task) in SELECT_ON, "optimizer.select_on",
+                 f"must be one of {', '.join(SELECT_ON)}, got {select_on_for(o, task)!r}")
     else:
         _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
         try:
@@ -146,7 +154,7 @@ def validate(cfg: DictConfig) -> None:
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")
-    _require(o.get("select_on", "train") != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
+    _require(select_on_for(o, m.get("task", "reconstruction")) != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
              "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
