@@ -84,3 +84,4 @@ def test_what_selection_scores_may_be_given_by_task(compose_cfg):
                           "optimizer.select_on")
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_rebase", "optimizer.select_on.reconstruction=test"),
                           "optimizer.select_on")
+

@@ -64,6 +64,8 @@ def for_task(value, task: str, key: str):
     """An optimizer option given by the model's task, a mapping such as ``weight_decay: {classification: 0.5,
     reconstruction: 0.0}`` (its keys model tasks, ``lit.tasks.TASKS``), is its value for ``task``; any other
     value is itself. A mapping without ``task`` fails, naming the key."""
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
     if not (isinstance(value, dict) and value and set(value) <= set(TASKS)):
         return value
     _require(task in value, f"optimizer.{key}", f"gives no value for the model's task {task!r} (it has {sorted(value)})")
@@ -73,9 +75,7 @@ def for_task(value, task: str, key: str):
 def select_on_for(o: DictConfig, task: str) -> str:
     """What selection scores, ``optimizer.select_on`` (``train`` when unset), for the model's ``task``: like an
     optimizer option, it may be given by task (``for_task``), as ``gemonn_plus_rebase`` gives it."""
-    value = o.get("select_on", "train")
-    value = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
-    return for_task(value, task, "select_on")
+    return for_task(o.get("select_on", "train"), task, "select_on")
 
 
 def known_optimizer_keys(target: str) -> set[str]:
@@ -119,8 +119,9 @@ def _validate_optimizer(o: DictConfig, task: str) -> None:
         _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
                                       and 0 <= fraction < 1), "optimizer.trunk_fraction",
                  f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
-        _require(select_on_for(o, task) in SELECT_ON, "optimizer.select_on",
-                 f"must be one of {', '.join(SELECT_ON)}, got {select_on_for(o, task)!r}")
+        select_on = select_on_for(o, task)
+        _require(select_on in SELECT_ON, "optimizer.select_on",
+                 f"must be one of {', '.join(SELECT_ON)}, got {select_on!r}")
     else:
         _require("lr" in o and o.lr > 0, "optimizer.lr", f"must be a positive learning rate, got {o.get('lr')!r}")
         try:
@@ -149,12 +150,13 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
              f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
     _require("_target_" in o, "optimizer", "needs a _target_")
-    _require(m.get("task", "reconstruction") in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
-    _validate_optimizer(o, m.get("task", "reconstruction"))
+    task = m.get("task", "reconstruction")
+    _require(task in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
+    _validate_optimizer(o, task)
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
     _require(_is_int(d.batch_size) and d.batch_size > 0, "data.batch_size",
              f"must be a positive integer, got {d.batch_size!r}")
-    _require(select_on_for(o, m.get("task", "reconstruction")) != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
+    _require(select_on_for(o, task) != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
              "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
