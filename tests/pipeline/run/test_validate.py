@@ -85,3 +85,12 @@ def test_what_selection_scores_may_be_given_by_task(compose_cfg):
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_rebase", "optimizer.select_on.reconstruction=test"),
                           "optimizer.select_on")
 
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("data=digits",), "model.inputs"),  # the autoencoder's 784 inputs against 8x8 images
+    (("model=lenet5", "data=digits"), "model.size"),
+    (("model=lstm", "data=digits"), "model.inputs"),  # 28 steps of 28 against 64 features
+])
+def test_a_model_whose_inputs_the_data_cannot_fill_fails_naming_the_key(compose_cfg, overrides, key):
+    message = _fails_before_any_run(compose_cfg(*overrides), key)
+    assert "data=digits has 64" in message, message

@@ -143,6 +143,16 @@ def _validate_method(o: DictConfig, steps: int) -> None:
             from None
 
 
+def _model_inputs(m: DictConfig) -> tuple[str, int] | None:
+    """``(key, size)``: the features one example must have for the model ``m``, by the key that sets them (LeNet-5's
+    ``channels · size²`` images, an LSTM's ``steps`` rows of ``inputs``, any other model's ``inputs``); None if unknown."""
+    if "channels" in m and "size" in m:
+        return "model.size", m.channels * m.size**2
+    if "inputs" in m:
+        return "model.inputs", m.inputs * m.get("steps", 1)
+    return None
+
+
 def validate(cfg: DictConfig) -> None:
     check_renamed_keys(cfg)
     o, d, m, t = cfg.optimizer, cfg.data, cfg.model, cfg.trainer
@@ -158,6 +168,10 @@ def validate(cfg: DictConfig) -> None:
              f"must be a positive integer, got {d.batch_size!r}")
     _require(select_on_for(o, task) != "val" or d.get("prepared") or d.get("val_fraction", 0.1) > 0,
              "optimizer.select_on", "val needs a validation split (data.val_fraction > 0)")
+    inputs = _model_inputs(m)
+    if inputs is not None and "features" in d:
+        key, size = inputs
+        _require(size == d.features, key, f"the model takes examples of {size} features, data={d.name} has {d.features}")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
     _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
