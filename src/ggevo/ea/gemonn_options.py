@@ -6,7 +6,8 @@ against); this module holds what each may be and how they constrain each other.
 Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithful method;
 ``optimizer=gemonn_plus`` turns them on): ``local_search_lr`` > 0 gives every evaluated
 individual one masked Adam step from the gradient its evaluation gave, with moments that
-travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases;
+travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases (``auto``: only where they are
+a small share of the sparsest network, ``ggevo.ea.gemonn.auto_exempt``);
 ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
 child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
@@ -77,6 +78,8 @@ def gemonn_options(o: dict) -> dict:
     _check(offspring is None or (isinstance(offspring, int) and offspring >= 2 and offspring % 2 == 0),
            "offspring", f"must be null (= pop_size) or an even integer ≥ 2, got {offspring!r}")
     _check(0.0 <= o["crossover_prob"] <= 1.0, "crossover_prob", f"must be a probability, got {o['crossover_prob']}")
+    _check(isinstance(o["exempt_biases"], bool) or o["exempt_biases"] == "auto", "exempt_biases",
+           f"must be true, false or auto (by the network's share of biases), got {o['exempt_biases']!r}")
     _check(o["min_density"] is None or 0.0 < o["min_density"] <= 1.0, "min_density",
            f"must be null or in (0, 1], got {o['min_density']}")
     densities = o["initial_densities"]
@@ -96,7 +99,7 @@ def gemonn_options(o: dict) -> dict:
         reevaluate_parents=bool(o["reevaluate_parents"]), init=o["init"], graded_density=bool(o["graded_density"]),
         weight_bound=float(o["weight_bound"]), bias_bound=float(o["bias_bound"]),
         hv_ref=tuple(float(v) for v in o["hv_ref"]), seed=int(o["seed"]),
-        offspring=offspring, crossover_prob=float(o["crossover_prob"]), exempt_biases=bool(o["exempt_biases"]),
+        offspring=offspring, crossover_prob=float(o["crossover_prob"]), exempt_biases=o["exempt_biases"],
         min_density=o["min_density"],
         initial_densities=None if densities is None else [float(d) for d in densities],
         prune_probability=float(o["prune_probability"]),

@@ -220,6 +220,15 @@ def test_the_default_job_runs_gemonn_plus(compose_cfg):
     assert "local_search_lr" not in faithful.optimizer and faithful.optimizer.mutation == "zero"
 
 
+def test_what_exempt_biases_auto_decided_is_a_run_tag(compose_cfg):
+    cfg = compose_cfg(*PLUS[:-2], "optimizer.exempt_biases=auto")
+    train(cfg)
+    _, run = _only_run(cfg)
+    assert run.data.params["optimizer.exempt_biases"] == "auto"
+    # 800 biases of the 13,344 entries of 784-16-784: 6 times a network's at min_density 0.01 (133 entries)
+    assert run.data.tags["optimizer.exempt_biases_resolved"] == "false"
+
+
 def test_budget_counts_warmup_and_offspring():
     # warm-up generations score N; later ones N re-scored parents + M children
     g = generations_for(10 * 3 + 12 * 5, 10, True, 2, warmup=3)

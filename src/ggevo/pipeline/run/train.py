@@ -148,6 +148,14 @@ def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resu
             raise
 
 
+def resolved_tags(trainer: pl.Trainer) -> dict[str, str]:
+    """Tags of what an optimizer decided for itself: ``exempt_biases: auto`` as true or false
+    (``ggevo.ea.gemonn.auto_exempt``)."""
+    groups = trainer.optimizers[0].param_groups if trainer.optimizers else [{}]
+    exempt = groups[0].get("exempt_biases")
+    return {} if exempt is None else {"optimizer.exempt_biases_resolved": str(bool(exempt)).lower()}
+
+
 def _fit_and_record(cfg: DictConfig, module, data, trainer: pl.Trainer, recorder: Recorder, clock: RunClock,
                     resume: Resume | None, interrupts: Interrupts, out: Path) -> float:
     killed = False
@@ -166,7 +174,7 @@ def _fit_and_record(cfg: DictConfig, module, data, trainer: pl.Trainer, recorder
             trainer.save_checkpoint(last, weights_only=False)
         result = run_result(module, data, cfg, clock.elapsed(), trainer.global_step)
         recorder.log_metrics(result.metrics, step=trainer.global_step)
-        recorder.set_tags(module.evaluator.tags())  # which evaluation strategy ran, and why
+        recorder.set_tags(module.evaluator.tags() | resolved_tags(trainer))  # which strategy ran, and why
         recorder.write(result.files(cfg, recorder.run_id))
         if cfg.logger.get("log_model", True):
             recorder.log_model(result.knee_module, input_example(data))
