@@ -22,6 +22,7 @@ from torch.nn.utils import prune
 
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
+from ggevo.ea.front import within
 from ggevo.lit.status import point_status, publish
 from ggevo.lit.tasks import loss_for
 
@@ -105,9 +106,18 @@ class GradientModule(pl.LightningModule):
         return float(torch.count_nonzero(x)) / x.numel()
 
     def _prune(self, stage: int) -> None:
-        # torch's iterative pruning takes the fraction of the entries still unpruned
+        # the fraction of the entries still unpruned, counted as torch counts a fractional amount, and one more
+        # where the stage would otherwise sit above its density as a density budget (ea.front.within: only on
+        # networks of a few thousand entries)
+        from ggevo.lit.sparse.magnitude import unpruned  # here: ggevo.lit.sparse's modules import this one
+
         amount = 1.0 - self.schedule[stage] / self.schedule[stage - 1]
-        prune.global_unstructured(self._targets, pruning_method=prune.L1Unstructured, amount=amount)
+        remaining = unpruned(self._targets)
+        count = round(amount * remaining)
+        size = sum(getattr(m, n).numel() for m, n in self._targets)
+        if not within((remaining - count) / size, self.schedule[stage]):
+            count += 1
+        prune.global_unstructured(self._targets, pruning_method=prune.L1Unstructured, amount=count)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
