@@ -71,6 +71,15 @@ TINY = {
     ) for task, model, size in (
         ("mlp", "defaults:\n  - override /model: mlp\n", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("lenet5", "defaults:\n  - override /model: lenet5\n", "hv_ref: [1.1, 2.5]\n"))},
+    **{f"conf/experiment/bench_small_{task}.yaml": (
+        "# @package _global_\n" + f"defaults:\n  - override /model: {model}\n  - override /data: {data}\n"
+        f"preset: bench_small_{task}\nscore_test: true\n{size}budget: 40\ntrainer: {{val_check_interval: 1000}}\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus_rebase,imp\n      seed: 0,1\n"
+    ) for task, model, data, size in (
+        ("digits", "mlp", "digits", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
+        ("breast_cancer", "mlp", "breast_cancer", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
+        ("wine", "mlp", "wine", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
+        ("digits_ae", "tied_ae", "digits", "hv_ref: [1.1, 2.0]\nmodel: {inputs: 64, hidden: 4}\n"))},
 }
 
 
@@ -113,6 +122,7 @@ SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_pl
 BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
          for task in ("mlp", "lenet5", "ae")}  # the baselines' sweeps and the candidate's, each task, seeds 0-1 and 2
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
+SMALL = {f"bench_small@{task}" for task in ("digits", "breast_cancer", "wine", "digits_ae")}  # tasks chosen on none
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
@@ -126,7 +136,8 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/plus_vs_imp_small/table.md", "reports/plus_vs_imp_small/fronts.png",
            "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png",
            "reports/bench/leaderboard.md", "reports/bench/leaderboard.csv", "reports/bench/fronts_mlp.png",
-           "reports/bench/fronts_ae.png",
+           "reports/bench/fronts_ae.png", "reports/bench_small/leaderboard.md",
+           "reports/bench_small/fronts_small_digits_ae.png",
            "reports/compare_ae/table.md", "reports/plus_vs_imp/table.md", "reports/plus_trunk_vs_imp/table.md")
 
 
@@ -167,7 +178,7 @@ def reproduced(repo) -> Path:
     assert _ran(prepared) | _ran(first) == {
         "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus",
         "ablate_plus_gradual", "stack",
-        *COMPARE, "report", *BENCH, "leaderboard"}
+        *COMPARE, "report", *BENCH, "leaderboard", *SMALL, "leaderboard_small"}
     return repo
 
 
@@ -192,6 +203,9 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
     assert not [p for s in SWEEPS for p in (repo / "reports/sweeps" / s).rglob("*model*")]
     board = (repo / "reports/bench/leaderboard.md").read_text()
     assert "## mlp" in board and "## lenet5" in board and "## ae" in board and "| density ≤ | gemonn_plus | imp |" in board
+    small = (repo / "reports/bench_small/leaderboard.md").read_text()
+    assert all(f"## small_{task}" in small for task in ("digits", "breast_cancer", "wine", "digits_ae"))
+    assert "| density ≤ | gemonn_plus_rebase | imp |" in small
 
     metrics = _dvc(repo, "metrics", "show", "--json")  # the headline figures and the leaderboard
     for name in ("compare_ae_small/headline.json", "bench/leaderboard.json", "dvc_default/metrics.json"):
@@ -234,6 +248,7 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
     alone = _dvc(clone, "repro", "--single-item", "--force", "report")  # its inputs are tracked files only
     assert _ran(alone) == {"report"}
     assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard")) == {"leaderboard"}  # so are these
+    assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard_small")) == {"leaderboard_small"}
     assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()  # no store was opened
     _nothing_deleted(clone)
     changed = [line[3:] for line in _git(clone, "status", "--porcelain").splitlines()]
@@ -242,8 +257,8 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
     assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "ablate_plus_gradual",
-                         *COMPARE, *BENCH,
-                         "leaderboard"}
+                         *COMPARE, *BENCH, *SMALL,
+                         "leaderboard", "leaderboard_small"}
     _nothing_deleted(clone)
 
     test_metrics = clone / "reports/dvc_default/test_metrics.json"

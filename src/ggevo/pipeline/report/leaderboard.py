@@ -178,10 +178,9 @@ def leaderboard(records: list[Path], out: Path) -> dict:
     header = ["# Bench leaderboard", "",
               "Every method on every task at the same total number of gradient evaluations for its whole front "
               "(a method that trains one network per target density splits it evenly across them). Produced by "
-              "`dvc repro leaderboard` (the sweeps `ggevo-train -m experiment=bench_<task> "
-              "hydra/launcher=local_parallel sweep_record=reports/sweeps/bench_<task>`, the same for "
-              "`bench_<task>_check` (seed 2) and for the candidate preset of ours alone, `bench_<task>_ours` and "
-              "`bench_<task>_check_ours`, then `ggevo-leaderboard`); "
+              "`ggevo-leaderboard` from the sweep records " + ", ".join(f"`{r.as_posix()}`" for r in records) +
+              " (each made by `ggevo-train -m experiment=<its name> hydra/launcher=local_parallel "
+              "sweep_record=<the record>`; `dvc repro leaderboard` and `dvc repro leaderboard_small` run them); "
               "the rule is in docs/ALGORITHM.md (Benchmark).", ""]
     write_text(out / "leaderboard.md", "\n".join(header) + "\n" + "\n".join(sections))
     with open(out / "leaderboard.csv", "w", newline="") as fh:
