@@ -59,6 +59,13 @@ def within(density, budget: float):
     return density <= budget * (1 + BUDGET_TOLERANCE)
 
 
+def count_within(count: int, size: int, budget: float) -> int:
+    """``count`` entries of ``size``, or one fewer where ``count`` would put the network above ``budget`` (``within``:
+    on a network of a few thousand entries one entry is more than the tolerance), so a network pruned for a budget
+    competes for it. Every method's rounding of a target density to a count of entries ends here."""
+    return count if within(count / size, budget) else count - 1
+
+
 def best_under_density(F: torch.Tensor, budget: float) -> int | None:
     """Index of the lowest-loss row of ``F`` (n×2) within the density ``budget`` (``within``), or None."""
     ok = within(F[:, 0], budget) & torch.isfinite(F[:, 1])

@@ -19,7 +19,7 @@ from ggevo.ea.compiling import (
     row_density_and_finite,
 )
 from ggevo.ea.flat import ParamLayout
-from ggevo.ea.front import within
+from ggevo.ea.front import count_within
 from ggevo.ea.gemonn_options import gemonn_options
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
@@ -235,13 +235,11 @@ class GEMONN(PopulationOptimizer):
 
     def _min_nonzero(self) -> int:
         """The fewest nonzero entries magnitude mutation leaves a child: ``prune_floor``'s count (0 without one),
-        rounded up unless that puts a network at the floor above the floor as a density budget (``front.within``:
-        on a network of fewer than about 50,000 entries, where one entry is more than the budget's tolerance)."""
+        rounded up unless that puts a network at the floor above the floor as a density budget (``front.count_within``)."""
         floor = self.hp.get("prune_floor")
         if floor is None:
             return 0
-        count = math.ceil(floor * self.layout.dim)
-        return count if within(count / self.layout.dim, floor) else count - 1
+        return count_within(math.ceil(floor * self.layout.dim), self.layout.dim, floor)
 
     def _variation(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         hp = self.hp

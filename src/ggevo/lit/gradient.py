@@ -22,7 +22,7 @@ from torch.nn.utils import prune
 
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.flat import FlatParams
-from ggevo.ea.front import within
+from ggevo.ea.front import count_within
 from ggevo.lit.status import point_status, publish
 from ggevo.lit.tasks import loss_for
 
@@ -107,17 +107,14 @@ class GradientModule(pl.LightningModule):
 
     def _prune(self, stage: int) -> None:
         # the fraction of the entries still unpruned, counted as torch counts a fractional amount, and one more
-        # where the stage would otherwise sit above its density as a density budget (ea.front.within: only on
-        # networks of a few thousand entries)
+        # where the stage would otherwise sit above its density as a density budget (ea.front.count_within)
         from ggevo.lit.sparse.magnitude import unpruned  # here: ggevo.lit.sparse's modules import this one
 
         amount = 1.0 - self.schedule[stage] / self.schedule[stage - 1]
         remaining = unpruned(self._targets)
-        count = round(amount * remaining)
         size = sum(getattr(m, n).numel() for m, n in self._targets)
-        if not within((remaining - count) / size, self.schedule[stage]):
-            count += 1
-        prune.global_unstructured(self._targets, pruning_method=prune.L1Unstructured, amount=count)
+        keep = count_within(remaining - round(amount * remaining), size, self.schedule[stage])
+        prune.global_unstructured(self._targets, pruning_method=prune.L1Unstructured, amount=remaining - keep)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch

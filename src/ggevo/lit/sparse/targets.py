@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ggevo.ea.front import within
+from ggevo.ea.front import count_within
 
 TARGET_DENSITIES = (0.5, 0.25, 0.1, 0.05, 0.02)
 BUDGET_PER_DENSITY = ("split", "whole")
@@ -32,10 +32,9 @@ def check_target_densities(densities: Sequence[float]) -> list[float]:
 def kept(density: float, size: int) -> int:
     """How many of ``size`` entries a network at ``density`` keeps: the one rounding rule of these baselines.
     To the nearest, one fewer where that would leave the network above ``density`` as a density budget
-    (``ea.front.within``; only on networks of fewer than about 25,000 entries at 0.02: 0.02 of 2,144 rounds to
+    (``ea.front.count_within``; only on networks of fewer than about 25,000 entries at 0.02: 0.02 of 2,144 rounds to
     43, density 0.02006, outside the budget's tolerance, so 42)."""
-    count = round(density * size)
-    return count if within(count / size, density) else count - 1
+    return count_within(round(density * size), size, density)
 
 
 @dataclass(frozen=True)
