@@ -150,6 +150,6 @@ def inherit(moments: Moments, parents: torch.Tensor, children: torch.Tensor, *, 
     child takes, zeroed where the child is 0; fresh zeros when not ``enabled``."""
     if not enabled:
         return Moments.zeros(children)
-    got = moments.rows(parents)
-    live = children != 0
-    return Moments(torch.where(live, got.M, 0.0), torch.where(live, got.V, 0.0), got.T)
+    got = moments.rows(parents)  # copies of the parents' rows: zeroed in place
+    dead = children == 0
+    return Moments(got.M.masked_fill_(dead, 0.0), got.V.masked_fill_(dead, 0.0), got.T)
