@@ -79,7 +79,8 @@ TINY = {
         ("digits", "mlp", "digits", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("breast_cancer", "mlp", "breast_cancer", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("wine", "mlp", "wine", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
-        ("digits_ae", "tied_ae", "digits", "hv_ref: [1.1, 2.0]\nmodel: {inputs: 64, hidden: 4}\n"))},
+        ("digits_ae", "tied_ae", "digits", "hv_ref: [1.1, 2.0]\nmodel: {inputs: 64, hidden: 4}\n"),
+        ("mnist_mlp100", "mlp", "mnist5k", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"))},
 }
 
 
@@ -122,7 +123,8 @@ SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_pl
 BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
          for task in ("mlp", "lenet5", "ae")}  # the baselines' sweeps and the candidate's, each task, seeds 0-1 and 2
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
-SMALL = {f"bench_small@{task}" for task in ("digits", "breast_cancer", "wine", "digits_ae")}  # tasks chosen on none
+SMALL_TASKS = ("digits", "breast_cancer", "wine", "digits_ae", "mnist_mlp100")  # tasks chosen on none
+SMALL = {f"bench_small@{task}" for task in SMALL_TASKS}
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
            "reports/ablation_popsize/fronts.png", "reports/ablation_popsize/loss_by_evaluations.png",
@@ -204,7 +206,7 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
     board = (repo / "reports/bench/leaderboard.md").read_text()
     assert "## mlp" in board and "## lenet5" in board and "## ae" in board and "| density ≤ | gemonn_plus | imp |" in board
     small = (repo / "reports/bench_small/leaderboard.md").read_text()
-    assert all(f"## small_{task}" in small for task in ("digits", "breast_cancer", "wine", "digits_ae"))
+    assert all(f"## small_{task}" in small for task in SMALL_TASKS)
     assert "| density ≤ | gemonn_plus_rebase | imp |" in small
 
     metrics = _dvc(repo, "metrics", "show", "--json")  # the headline figures and the leaderboard
