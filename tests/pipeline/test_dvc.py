@@ -80,7 +80,8 @@ TINY = {
         ("breast_cancer", "mlp", "breast_cancer", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("wine", "mlp", "wine", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("digits_ae", "tied_ae", "digits", "hv_ref: [1.1, 2.0]\nmodel: {inputs: 64, hidden: 4}\n"),
-        ("mnist_mlp100", "mlp", "mnist5k", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"))},
+        ("mnist_mlp100", "mlp", "mnist5k", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
+        ("mnist_ae200", "tied_ae", "mnist5k", "model: {hidden: 8}\n"))},
 }
 
 
@@ -123,7 +124,7 @@ SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_pl
 BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
          for task in ("mlp", "lenet5", "ae")}  # the baselines' sweeps and the candidate's, each task, seeds 0-1 and 2
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
-SMALL_TASKS = ("digits", "breast_cancer", "wine", "digits_ae", "mnist_mlp100")  # tasks chosen on none
+SMALL_TASKS = ("digits", "breast_cancer", "wine", "digits_ae", "mnist_mlp100", "mnist_ae200")  # tasks chosen on none
 SMALL = {f"bench_small@{task}" for task in SMALL_TASKS}
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
 REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hypervolume.png",
