@@ -74,7 +74,8 @@ def report(label: str, r: dict, base: dict | None) -> None:
         print(f"    trunk: {r['trunk_steps']} generations, {r['trunk_s']:.1f} s, "
               f"{r['trunk_s'] / r['trunk_steps'] * 1e3:.2f} ms each (one evaluation)")
     per_eval = r["rest_s"] / max(r["rest_evaluations"], 1) * 1e3
-    print(f"    {'population' if r['trunk_steps'] or r['rest_evaluations'] != r['rest_steps'] else 'steps'}: "
+    population = r["trunk_steps"] or r["rest_evaluations"] != r["rest_steps"]  # else a gradient baseline's steps
+    print(f"    {'population' if population else 'steps'}: "
           f"{r['rest_steps']} steps, {r['rest_evaluations']} evaluations, {r['rest_s']:.1f} s, "
           f"{r['rest_s'] / max(r['rest_steps'], 1) * 1e3:.2f} ms a step, {per_eval:.2f} ms an evaluation")
     print(f"    validation {r['validation_s']:.1f} s; between the steps (checkpoints, minibatches, hooks) "
