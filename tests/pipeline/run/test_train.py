@@ -8,11 +8,12 @@ import mlflow
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.interrupts import RunKilled
 from ggevo.pipeline.record.front_csv import read_front_csv
-from ggevo.pipeline.run.train import generations_for, train
+from ggevo.pipeline.run.train import apply_budget, evaluations_for, generations_for, train
 from tests.conftest import ROOT, full_and_resumed
 from tests.pipeline.records import runs as _runs
 
@@ -239,6 +240,40 @@ def test_budget_counts_warmup_and_offspring():
     with pytest.raises(ConfigError, match="trunk"):
         generations_for(40, 10, True, 2, trunk=40)
     assert generations_for(12 * 5, 10, True, 2) == 5
+
+
+@pytest.mark.parametrize("g", [0, 1, 2, 3, 4, 9, 3000])
+@pytest.mark.parametrize("reevaluate, warmup", [(True, 0), (False, 0), (True, 3), (False, 3)])
+def test_evaluations_invert_generations(g, reevaluate, warmup):
+    if g == 0 and not warmup and not reevaluate:
+        return  # the N initial networks' scores alone are no generation
+    spent = evaluations_for(g, 10, reevaluate, 2, warmup)
+    if g:
+        assert generations_for(spent, 10, reevaluate, 2, warmup) == g
+        assert generations_for(spent + 1, 10, reevaluate, 2, warmup) == g  # one evaluation short of the next
+
+
+def _job(*overrides: str):
+    """The config ``ggevo-train *overrides`` runs (no test settings)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_a_trunk_preset_without_budget_spends_the_population_generations_budget():
+    """trainer.max_steps=3000 generations of GEMONN+'s population are 35,400 evaluations; a trunk preset without
+    a budget spends as many, 32% of them in its trunk, instead of a trunk that outlasts the run."""
+    plus, rebase = _job("optimizer=gemonn_plus"), _job("optimizer=gemonn_plus_rebase")
+    apply_budget(plus)
+    assert plus.budget is None and plus.trainer.max_steps == 3000
+    o = plus.optimizer
+    assert evaluations_for(3000, o.pop_size, o.reevaluate_parents, o.offspring, o.warmup) == 35400
+    apply_budget(rebase)
+    trunk = round(0.32 * 35400)
+    assert rebase.budget == 35400 and rebase.optimizer.trunk == trunk
+    assert rebase.trainer.max_steps == trunk + 300 + (35400 - trunk - 10 * 300) // 12
+    fixed = _job("optimizer=gemonn_plus_rebase", "optimizer.trunk_fraction=null", "optimizer.trunk=100")
+    apply_budget(fixed)  # a trunk given in generations: trainer.max_steps counts them too
+    assert fixed.budget is None and fixed.trainer.max_steps == 3000 and fixed.optimizer.trunk == 100
 
 
 def test_gemonn_plus_resumes_exactly_mid_run(compose_cfg, tmp_path):

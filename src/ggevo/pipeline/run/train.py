@@ -66,6 +66,16 @@ def generations_for(budget: int, pop_size: int, reevaluate: bool, offspring: int
     return g
 
 
+def evaluations_for(generations: int, pop_size: int, reevaluate: bool, offspring: int | None = None,
+                    warmup: int = 0) -> int:
+    """The evaluations ``generations`` generations of a population spend, no trunk (``generations_for``'s inverse)."""
+    n, m, w = pop_size, offspring or pop_size, min(warmup, generations)
+    per = n + m if reevaluate else m
+    if warmup:
+        return n * w + per * (generations - w)
+    return per * generations if reevaluate else n + m * generations
+
+
 def apply_budget(cfg: DictConfig) -> None:
     """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it; a
     GEMONN step-size schedule (``optimizer.lr_final``) learns the run's length from it."""
@@ -77,10 +87,14 @@ def apply_budget(cfg: DictConfig) -> None:
 
 
 def _apply_budget(cfg: DictConfig) -> None:
+    o = cfg.optimizer
+    if cfg.get("budget") is None and is_evolutionary(cfg) and o.get("trunk_fraction") is not None:
+        # the budget trainer.max_steps generations of the population alone spend, of which the trunk takes its share
+        cfg.budget = evaluations_for(int(cfg.trainer.max_steps), o.pop_size, o.get("reevaluate_parents", False),
+                                     o.get("offspring"), o.get("warmup", 0))
     if cfg.get("budget") is None:
         return
     if is_evolutionary(cfg):
-        o = cfg.optimizer
         if o.get("trunk_fraction") is not None:  # the trunk's share of the budget, in generations (one evaluation each)
             o.trunk = int(round(float(o.trunk_fraction) * int(cfg.budget)))
         steps = generations_for(int(cfg.budget), o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"),
