@@ -78,7 +78,9 @@ def evaluations_for(generations: int, pop_size: int, reevaluate: bool, offspring
 
 def apply_budget(cfg: DictConfig) -> None:
     """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it; a
-    GEMONN step-size schedule (``optimizer.lr_final``) learns the run's length from it."""
+    GEMONN step-size schedule (``optimizer.lr_final``) learns the run's length from it. Without one, a GEMONN
+    preset with a trunk share (``optimizer.trunk_fraction``) takes the budget ``trainer.max_steps`` generations
+    of its population alone spend (``evaluations_for``), so its trunk never outlasts the run."""
     _apply_budget(cfg)
     o = cfg.optimizer
     if is_evolutionary(cfg) and o.get("lr_final") is not None and o.get("generations") is None:
