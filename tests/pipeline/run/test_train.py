@@ -263,6 +263,7 @@ def test_a_trunk_preset_without_budget_spends_the_population_generations_budget(
     """trainer.max_steps=3000 generations of GEMONN+'s population are 35,400 evaluations; a trunk preset without
     a budget spends as many, 32% of them in its trunk, instead of a trunk that outlasts the run."""
     plus, rebase = _job("optimizer=gemonn_plus"), _job("optimizer=gemonn_plus_rebase")
+    assert _job() == rebase  # the default job runs the bench's candidate preset
     apply_budget(plus)
     assert plus.budget is None and plus.trainer.max_steps == 3000
     o = plus.optimizer
