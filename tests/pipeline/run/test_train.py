@@ -230,6 +230,19 @@ def test_what_exempt_biases_auto_decided_is_a_run_tag(compose_cfg):
     assert run.data.tags["optimizer.exempt_biases_resolved"] == "false"
 
 
+def test_a_budgeted_trunk_run_interrupted_resumes(compose_cfg, tmp_path):
+    """A trunk whose length the budget derives (here 16 generations, not the preset's 8,000) resumes: the
+    checkpoint's config is compared after the budget is applied, as it was stamped."""
+    run = ("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_gradual",
+           "optimizer.pop_size=4", "optimizer.warmup=1", "budget=50", "hv_ref=[1.1,1.1]", "checkpoint.every_n_steps=100")
+    with pytest.raises(RunKilled):
+        train(compose_cfg(*run, run="killed"), callbacks=[_CtrlC()])
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    train(compose_cfg(*run, f"ckpt_path={ckpt}", run="killed"))
+    state = torch.load(ckpt, weights_only=False)["optimizer_states"][0]["state"][0]
+    assert state["evaluations"] == 50 and state["generation"] == generations_for(50, 4, True, 2, warmup=1, trunk=16)
+
+
 def test_budget_counts_warmup_and_offspring():
     # warm-up generations score N; later ones N re-scored parents + M children
     g = generations_for(10 * 3 + 12 * 5, 10, True, 2, warmup=3)

@@ -131,6 +131,7 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
     marks the MLflow run KILLED and raises ``RunKilled`` (exit status 130 or 143).
     """
     validate(cfg)
+    apply_budget(cfg)  # before a checkpoint's config is compared: its stamp holds the derived trunk and steps
     out = run_dir(cfg)
     resume, claim = check_world(cfg, out)
     with claim:  # no other run writes this folder until this one ends
@@ -138,7 +139,6 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> float:
 
 
 def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resume: Resume | None) -> float:
-    apply_budget(cfg)
     flushing = apply_numerics_setting(cfg)  # before any tensor of the run: its numbers depend on it
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, data = build(cfg)
