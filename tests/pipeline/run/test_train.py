@@ -175,15 +175,16 @@ def test_resuming_against_a_store_without_its_run_fails_naming_both(compose_cfg,
     assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())  # nothing opened
 
 
-def test_the_default_checkpoint_interval_is_the_measured_one(compose_cfg):
+def _job(*overrides: str):
+    """The config ``ggevo-train *overrides`` runs (no test settings)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_the_default_checkpoint_interval_is_the_measured_one():
     """Every 50 generations: every 10 cost 14% of the paper configuration's run (159 MB checkpoints),
     every 50 about 3% (conf/config.yaml, README)."""
-    from hydra import compose, initialize_config_dir
-
-    from tests.conftest import ROOT
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        assert compose("config").checkpoint.every_n_steps == 50
+    assert _job().checkpoint.every_n_steps == 50
 
 
 class _CtrlCInValidation(pl.Callback):
@@ -209,14 +210,9 @@ PLUS = ("optimizer=gemonn_plus", "optimizer.pop_size=6", "optimizer.warmup=2", "
         "checkpoint.every_n_steps=3")
 
 
-def test_the_default_job_runs_gemonn_plus(compose_cfg):
+def test_the_default_job_runs_a_gemonn_plus_preset(compose_cfg):
     assert compose_cfg("optimizer=gemonn_plus").optimizer.local_search_lr > 0
-    from hydra import compose, initialize_config_dir
-    from tests.conftest import ROOT
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        default = compose("config")
-        faithful = compose("config", overrides=["experiment=paper_ae"])
+    default, faithful = _job(), _job("experiment=paper_ae")
     assert default.optimizer.local_search_lr > 0 and default.optimizer.mutation == "magnitude"
     assert "local_search_lr" not in faithful.optimizer and faithful.optimizer.mutation == "zero"
 
@@ -264,12 +260,6 @@ def test_evaluations_invert_generations(g, reevaluate, warmup):
     if g:
         assert generations_for(spent, 10, reevaluate, 2, warmup) == g
         assert generations_for(spent + 1, 10, reevaluate, 2, warmup) == g  # one evaluation short of the next
-
-
-def _job(*overrides: str):
-    """The config ``ggevo-train *overrides`` runs (no test settings)."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def test_a_trunk_preset_without_budget_spends_the_population_generations_budget():

@@ -90,20 +90,19 @@ def apply_budget(cfg: DictConfig) -> None:
 
 def _apply_budget(cfg: DictConfig) -> None:
     o = cfg.optimizer
-    if cfg.get("budget") is None and is_evolutionary(cfg) and o.get("trunk_fraction") is not None:
-        # the budget trainer.max_steps generations of the population alone spend, of which the trunk takes its share
-        cfg.budget = evaluations_for(int(cfg.trainer.max_steps), o.pop_size, o.get("reevaluate_parents", False),
-                                     o.get("offspring"), o.get("warmup", 0))
-    if cfg.get("budget") is None:
+    if not is_evolutionary(cfg):
+        if cfg.get("budget") is not None:  # a gradient method's steps are its evaluations
+            cfg.trainer.max_steps = int(cfg.budget)
         return
-    if is_evolutionary(cfg):
-        if o.get("trunk_fraction") is not None:  # the trunk's share of the budget, in generations (one evaluation each)
-            o.trunk = int(round(float(o.trunk_fraction) * int(cfg.budget)))
-        steps = generations_for(int(cfg.budget), o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"),
-                                o.get("warmup", 0), o.get("trunk", 0))
-    else:
-        steps = int(cfg.budget)
-    cfg.trainer.max_steps = steps
+    population = (o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), o.get("warmup", 0))
+    if cfg.get("budget") is None:
+        if o.get("trunk_fraction") is None:
+            return
+        # the budget trainer.max_steps generations of the population alone spend, of which the trunk takes its share
+        cfg.budget = evaluations_for(int(cfg.trainer.max_steps), *population)
+    if o.get("trunk_fraction") is not None:  # the trunk's share of the budget, in generations (one evaluation each)
+        o.trunk = int(round(float(o.trunk_fraction) * int(cfg.budget)))
+    cfg.trainer.max_steps = generations_for(int(cfg.budget), *population, o.get("trunk", 0))
 
 
 def is_evolutionary(cfg: DictConfig) -> bool:
