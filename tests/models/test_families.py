@@ -67,6 +67,38 @@ def test_vmap_equals_loop_equals_the_module(name, tmp_path):
         torch.testing.assert_close(loss_fn(model(batch[0]), batch), loss_loop[2])
 
 
+@pytest.mark.parametrize("name", sorted(CASES) + ["relu_mlp"])
+def test_one_network_by_its_own_parameters_is_functional_call_bit_for_bit(name, tmp_path):
+    """The loop strategy's one network (``FlatParams.bound``: the module's parameters pointed at the row) gives the
+    loss and gradient of ``functional_call`` on a flat leaf to the bit, zeros' signs included (a ReLU network's
+    dead units give exact zeros), and leaves the module's own parameters as they were, an error or not."""
+    if name == "relu_mlp":
+        model, features, loss_fn = MLP(20, [12, 8], 4, activation="relu"), 20, classification_loss
+    else:
+        make, features, loss_fn = CASES[name]
+        model = make(tmp_path)
+        loss_fn = loss_fn or layer_reconstruction_loss(model)
+    flat = FlatParams(model)
+    before = [p.detach().clone() for p in flat.params]
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(3, flat.dim, generator=g) * 0.5
+    X[:, ::4] = 0  # pruned entries, as the population has them
+    batch = (torch.rand(6, features, generator=g) - 0.5, torch.randint(0, 4, (6,), generator=g))
+    loss, grad = PopulationEvaluator(flat, loss_fn, "loop")(X, batch)
+    for i in range(3):
+        with torch.enable_grad():
+            leaf = X[i].clone().requires_grad_()
+            want = loss_fn(flat(leaf, batch[0]), batch)
+            (want_grad,) = torch.autograd.grad(want, leaf)
+        assert torch.equal(loss[i].view(1).view(torch.int32), want.detach().view(1).view(torch.int32))
+        assert torch.equal(grad[i].view(torch.int32), want_grad.view(torch.int32))
+    if name == "relu_mlp":
+        assert bool((grad == 0).any())
+    with pytest.raises(RuntimeError, match="inside"), flat.bound(X[0]):
+        raise RuntimeError("inside")
+    assert all(torch.equal(p, b) and p.grad is None for p, b in zip(flat.params, before))
+
+
 def test_lstm_matches_torch_lstm():
     torch.manual_seed(0)
     ours = LSTMClassifier(inputs=5, steps=7, hidden=6, classes=3)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -55,6 +56,22 @@ class FlatParams:
     def __call__(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         """The module's output at parameters ``x`` (D,)."""
         return functional_call(self.module, self.as_dict(x), inputs)
+
+    @contextmanager
+    def bound(self, x: torch.Tensor) -> Iterator[list[nn.Parameter]]:
+        """For the block, the module's own parameters hold views of ``x`` (D,) detached (their ``.data``;
+        restored after): the module runs and ``torch.autograd.grad`` differentiates it as plain autograd
+        does, without ``functional_call``'s swap of every tensor or a flat leaf's split in the backward
+        (~0.3 ms of a 3.5 ms step of one network of the paper's autoencoder, ``benchmarks/README.md``).
+        Yields the parameters, in the layout's order; nothing else may use the module meanwhile."""
+        saved = [p.data for p in self.params]
+        try:
+            for p, v in zip(self.params, self.layout.split(x.detach())):
+                p.data = v
+            yield self.params
+        finally:
+            for p, data in zip(self.params, saved):
+                p.data = data
 
     def current(self) -> torch.Tensor:
         """The module's present parameters as one (D,) vector."""

@@ -2,7 +2,7 @@
 
 import torch
 
-from ggevo.ea.operators.magnitude_prune import magnitude_prune_
+from ggevo.ea.operators.magnitude_prune import kth_smallest, magnitude_prune_
 
 
 def test_magnitude_pruning_drops_the_smallest_weights_only():
@@ -24,3 +24,16 @@ def test_magnitude_pruning_stops_at_its_floor():
     magnitude_prune_(X, probability=1.0, fraction=0.5, prunable=prunable, generator=g, min_nonzero=40)
     assert (X != 0).sum(dim=1).tolist() == [55, 40, 20]  # half of the 90 prunable; down to the floor; none
     assert bool((X[:, :10] != 0).all())
+
+
+def test_kth_smallest_is_kthvalue_with_ties_in_every_dtype():
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        for n in (1, 2, 9, 4096):
+            v = torch.randn(n, generator=g).abs().to(dtype)
+            v[::3] = v[0]  # ties
+            for k in sorted({1, n // 2 + 1, n}):
+                want = v.kthvalue(k).values
+                got = kth_smallest(v, k)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                assert torch.equal(got, want), (dtype, n, k)
