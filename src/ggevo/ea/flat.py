@@ -35,8 +35,9 @@ class ParamLayout:
 class FlatParams:
     """Evaluate a module at any flat vector with ``torch.func.functional_call``.
 
-    The module's own parameters are never written during evaluation; ``load_`` writes one
-    chosen solution back into it (for export and inspection).
+    The module's own parameters are never written during evaluation (``bound`` points them at a row for
+    one network's evaluation, then back); ``load_`` writes one chosen solution into them (for export
+    and inspection).
     """
 
     def __init__(self, module: nn.Module):
