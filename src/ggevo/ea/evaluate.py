@@ -167,9 +167,8 @@ class PopulationEvaluator:
 
     def _row_grad(self, x: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and gradient of one row ``x`` (D,) by plain autograd on the module's own parameters pointed at
-        ``x`` (``FlatParams.bound``): the same numbers, bit for bit, as ``torch.func.grad_and_value`` (the loop
-        strategy before) and as ``functional_call`` on a flat leaf, without the transform's overhead (~1 ms of
-        a 7 ms evaluation of the paper's autoencoder) or the swap's (~0.3 ms of 3.5)."""
+        ``x`` (``FlatParams.bound``, which says what that saves): the same numbers, bit for bit, as
+        ``torch.func.grad_and_value`` (the loop strategy before) and ``functional_call`` on a flat leaf."""
         with torch.enable_grad(), self.flat.bound(x) as params:
             loss = self.loss_fn(self.flat.module(batch[0]), batch)
             grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)

@@ -63,7 +63,8 @@ class FlatParams:
         """For the block, the module's own parameters hold views of ``x`` (D,) detached (their ``.data``;
         restored after): the module runs and ``torch.autograd.grad`` differentiates it as plain autograd
         does, without ``functional_call``'s swap of every tensor or a flat leaf's split in the backward
-        (~0.3 ms of a 3.5 ms step of one network of the paper's autoencoder, ``benchmarks/README.md``).
+        (~0.3 ms of a 3.5 ms step of one network of the paper's autoencoder: ``benchmarks/README.md``,
+        "AMD EPYC family 26 model 2").
         Yields the parameters, in the layout's order; nothing else may use the module meanwhile."""
         saved = [p.data for p in self.params]
         try:

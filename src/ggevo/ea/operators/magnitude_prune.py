@@ -49,7 +49,7 @@ def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 
     On CPU by NumPy's introselect (``np.partition``), which returns the same element: at the paper's
     autoencoder (393k entries) torch's ``kthvalue`` takes ~2 ms a row and ``np.partition`` ~0.1 ms, and
-    every child of ``gemonn_plus`` is pruned (``benchmarks/README.md``, "the population's pruning").
+    every child of ``gemonn_plus`` is pruned (``benchmarks/README.md``, "AMD EPYC family 26 model 2").
     """
     if values.device.type != "cpu" or values.dtype == torch.bfloat16:  # no NumPy dtype for bfloat16
         return values.kthvalue(k).values
