@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 _CACHE: dict[Callable, Callable] = {}
@@ -46,17 +45,6 @@ def row_density_and_finite(X: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tens
     max reduction takes half the time of reducing ``isfinite`` with ``all``.
     """
     return row_density(X), torch.isfinite(G.abs().amax(dim=1))
-
-
-def density_and_finite(X: torch.Tensor, G: torch.Tensor, compiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``row_density_and_finite(X, G)``, compiled where that pays. One row on CPU (a trunk's generation) is compared
-    and counted by NumPy's vectorised loops and checked eagerly: the compiled kernel's call costs more than the
-    work at one row (0.29 ms a trunk generation at the paper's 393,284 entries, against 0.07 ms; the same numbers,
-    each density the count over D rounded once)."""
-    if X.shape[0] == 1 and X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64):
-        count = torch.tensor([np.count_nonzero(X[0].numpy() != 0)], dtype=torch.int64)  # a bool count is SIMD
-        return count.to(X.dtype) / X.shape[1], torch.isfinite(G.abs().amax(dim=1))
-    return maybe_compiled(row_density_and_finite, compiled)(X, G)
 
 
 def replace_rows_(X: torch.Tensor, G: torch.Tensor, C: torch.Tensor, GC: torch.Tensor,

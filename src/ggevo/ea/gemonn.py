@@ -12,7 +12,12 @@ from collections.abc import Iterable
 
 import torch
 
-from ggevo.ea.compiling import density_and_finite, maybe_compiled, replace_rows_, row_density
+from ggevo.ea.compiling import (
+    maybe_compiled,
+    replace_rows_,
+    row_density,
+    row_density_and_finite,
+)
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import count_within
 from ggevo.ea.gemonn_options import gemonn_options
@@ -122,7 +127,7 @@ class GEMONN(PopulationOptimizer):
         loss, grad, bad = self._scored(evaluate, X, counts)
         loss = torch.where(bad, torch.inf, loss)
         # densities and the finite-gradient check share one pass over X and G; only flagged rows are cleaned
-        density, finite = self._fallback(lambda: density_and_finite(X, grad, self._compiled()))
+        density, finite = self._fallback(lambda: maybe_compiled(row_density_and_finite, self._compiled())(X, grad))
         dirty = (bad | ~finite).nonzero().squeeze(1)
         if len(dirty):
             grad[dirty] = torch.nan_to_num(grad[dirty], nan=0.0, posinf=0.0, neginf=0.0)
