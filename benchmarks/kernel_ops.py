@@ -13,9 +13,7 @@ import torch
 
 from ggevo.ea.operators.counter_rng import counter_hash_i32
 from ggevo.ea.operators.sbx_kernel import run_kernel
-from ggevo.pipeline.core.memory import reuse_large_allocations
-from ggevo.pipeline.core.numerics import flush_denormals
-from phases import cpu_line, median_seconds
+from phases import median_seconds, set_up_as_ggevo_train
 
 
 def main() -> None:
@@ -23,10 +21,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_large_allocations()
-    flush_denormals(True)
-    print(cpu_line())
+    set_up_as_ggevo_train(args.threads)
     g = torch.Generator().manual_seed(0)
     n, dim = 50, 393_284
     X = torch.randn(n, dim, generator=g) * 0.1

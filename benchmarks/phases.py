@@ -137,6 +137,18 @@ def median_seconds(fn, repeats: int, warmup: int = 0) -> float:
     return statistics.median(times)
 
 
+def set_up_as_ggevo_train(threads: int) -> None:
+    """This process as ``ggevo-train`` sets itself up: ``threads`` torch threads, large allocations reused and
+    subnormals flushed (the defaults); then the CPU line."""
+    from ggevo.pipeline.core.memory import reuse_large_allocations
+    from ggevo.pipeline.core.numerics import flush_denormals
+
+    torch.set_num_threads(threads)
+    reuse_large_allocations()
+    flush_denormals(True)
+    print(cpu_line())
+
+
 def cpu_line() -> str:
     """The CPU model and the vector extensions that decide which kernels run (AVX2, AVX-512, AMX)."""
     model, flags = "unknown CPU", set()

@@ -21,9 +21,7 @@ import torch
 from ggevo.ea.compiling import compile_available
 from ggevo.ea.operators.lamarck import Moments, inherit
 from ggevo.ea.operators.magnitude_prune import _prune_row, magnitude_prune_
-from ggevo.pipeline.core.memory import reuse_large_allocations
-from ggevo.pipeline.core.numerics import flush_denormals
-from phases import cpu_line, median_seconds
+from phases import median_seconds, set_up_as_ggevo_train
 
 DIM = 393_284  # the paper's tied autoencoder 784-500-784
 
@@ -43,11 +41,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=50)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_large_allocations()
-    flush_denormals(True)
+    set_up_as_ggevo_train(args.threads)
     compiled = compile_available(torch.device("cpu"))
-    print(cpu_line())
     print(f"D={DIM:,}, torch {torch.__version__}, {args.threads} threads, compiled kernels: {compiled}; "
           f"median of {args.rounds} interleaved rounds of {args.repeats} calls each")
     g = torch.Generator().manual_seed(0)

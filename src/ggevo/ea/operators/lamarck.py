@@ -149,8 +149,8 @@ def inherit(moments: Moments, parents: torch.Tensor, children: torch.Tensor, *, 
             compiled: bool = False) -> Moments:
     """The moments children (m×D) start from: those of ``parents`` (m,), the parent whose place each
     child takes, zeroed where the child is 0; fresh zeros when not ``enabled``. ``compiled`` gathers and
-    zeroes in one vectorised loop: eager torch's masked fill takes a branch per entry (1.4 ms for two
-    children of the paper's 393,284 entries, against 0.2 ms; the same numbers, +0.0 where zeroed)."""
+    zeroes in one vectorised loop, where eager torch's select takes a branch per entry: 0.11 ms against 3.0 ms
+    for two children of the paper's 393,284 entries (``benchmarks/population_ops.py``), the same numbers."""
     if not enabled:
         return Moments.zeros(children)
     M, V = maybe_compiled(inherited_rows, compiled)(moments.M, moments.V, parents, children)
