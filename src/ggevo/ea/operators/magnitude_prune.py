@@ -28,7 +28,7 @@ def magnitude_prune_(
                          f"got {probability} and {fraction}")
     chosen = (torch.rand(X.shape[0], generator=generator) < probability).nonzero().squeeze(1).tolist()
     allowed = torch.ones(X.shape[1], dtype=torch.bool, device=X.device) if prunable is None else prunable.to(X.device)
-    by_numpy = X.device.type == "cpu" and X.dtype in (torch.float16, torch.float32, torch.float64)
+    by_numpy = _on_numpy(X)
     for i in chosen:
         if by_numpy:
             _prune_row_numpy(X[i].numpy(), allowed.numpy(), fraction, min_nonzero)
@@ -80,6 +80,11 @@ def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     autoencoder (393k entries) torch's ``kthvalue`` takes ~2 ms a row and ``np.partition`` ~0.1 ms, and
     every child of ``gemonn_plus`` is pruned (``benchmarks/README.md``, "AMD EPYC family 26 model 2").
     """
-    if values.device.type != "cpu" or values.dtype == torch.bfloat16:  # no NumPy dtype for bfloat16
+    if not _on_numpy(values):
         return values.kthvalue(k).values
     return torch.from_numpy(np.partition(values.detach().numpy(), k - 1)[k - 1:k]).squeeze(0)
+
+
+def _on_numpy(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a CPU float tensor NumPy can view (float16/32/64; NumPy has no bfloat16)."""
+    return t.device.type == "cpu" and t.dtype in (torch.float16, torch.float32, torch.float64)
