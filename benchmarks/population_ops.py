@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from ggevo.ea.compiling import compile_available
+from ggevo.compiling import compile_available
 from ggevo.ea.operators.lamarck import Moments, inherit
 from ggevo.ea.operators.magnitude_prune import _prune_row, magnitude_prune_
 from phases import median_seconds, set_up_as_ggevo_train

@@ -1,16 +1,21 @@
 """Where a whole training run's seconds go, phase by phase: the trunk's one-network generations, the
 population's generations, validation, and everything between the steps (checkpoints, the minibatch,
-Lightning's hooks), for GEMONN+'s trunk preset against IMP at the same budget, in one process.
+Lightning's hooks), for GEMONN+'s trunk preset and the faithful ``experiment=paper_ae`` against IMP at the
+same budget, in one process set up as ``ggevo-train`` sets itself up (every core, large allocations reused,
+subnormals flushed).
 
-Each run is ``train`` as ``ggevo-train optimizer=<preset> model.hidden=<H> budget=<B>`` runs it (its own
-scratch folder and MLflow store), with a callback that times every training step (the minibatch's fetch
-excluded, every hook of the step included) and every validation. Runs alternate (the second round runs
+Each run is ``train`` as ``ggevo-train optimizer=<preset> model.hidden=<H> budget=<B>`` runs it, or, for an
+entry ``experiment=<name>``, as ``ggevo-train experiment=<name>`` does (its own size and length; the paper's
+is H=500 and 25,000 evaluations), each in its own scratch folder and MLflow store, with a callback that
+times every training step (the minibatch's fetch excluded, every hook of the step included) and every
+validation. Runs alternate (the second round runs
 the list backwards), so a machine that slows down during the benchmark favours neither side; the figures
 are per round, and the ratios are taken within a round.
 
     python benchmarks/run_phases.py                      # IMP and gemonn_plus_trunk, H=500, 25,000 evaluations
     python benchmarks/run_phases.py --budget 5000        # a shorter look
     python benchmarks/run_phases.py --presets imp gemonn_plus_trunk gemonn_plus_gradual --rounds 2
+    python benchmarks/run_phases.py --presets imp experiment=paper_ae gemonn_plus_trunk --rounds 2   # the README's three
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
-from phases import StepTimer, composed, cpu_line
+from phases import StepTimer, composed, set_up_as_ggevo_train
 
 
 class RunTimer(StepTimer):
@@ -52,8 +58,9 @@ class RunTimer(StepTimer):
 def run(preset: str, hidden: int, budget: int, tmp: Path, name: str) -> dict:
     from ggevo.pipeline.run.train import train
 
-    cfg = composed(f"optimizer={preset}", f"model.hidden={hidden}", f"budget={budget}",
-                   f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
+    run_as = [preset] if preset.startswith("experiment=") else [
+        f"optimizer={preset}", f"model.hidden={hidden}", f"budget={budget}"]
+    cfg = composed(*run_as, f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
                    "logger.log_model=false", f"run_dir={tmp}/{name}")
     timer = RunTimer()
     train(cfg, callbacks=[timer])
@@ -85,18 +92,18 @@ def report(label: str, r: dict, base: dict | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["imp", "gemonn_plus_trunk"],
-                    help="conf/optimizer/<preset>.yaml names; the first is the baseline")
+                    help="conf/optimizer/<preset>.yaml names, or experiment=<name>; the first is the baseline")
     ap.add_argument("--hidden", type=int, default=500)
     ap.add_argument("--budget", type=int, default=25000)
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
-    print(cpu_line())
-    print(f"tied AE 784-{args.hidden}-784 on MNIST-5k, {args.budget:,} evaluations, one run at a time; "
-          "training seconds (wall_time_s)")
+    set_up_as_ggevo_train(torch.get_num_threads())
+    print(f"tied AE 784-{args.hidden}-784 on MNIST-5k, {args.budget:,} evaluations (an experiment= entry: "
+          "its own), one run at a time; training seconds (wall_time_s)")
     with tempfile.TemporaryDirectory(prefix="ggevo-phases-") as tmp:
         for r in range(args.rounds):
             order = args.presets if r % 2 == 0 else list(reversed(args.presets))
-            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{p}") for p in order}
+            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{p.replace('=', '-')}") for p in order}
             print(f"round {r + 1}:")
             base = results[args.presets[0]]
             for p in args.presets:

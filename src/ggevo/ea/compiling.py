@@ -1,4 +1,4 @@
-"""``torch.compile`` for the population-wide elementwise work, where the machine can build kernels.
+"""The population-wide elementwise kernels, compiled where the machine can build them (``ggevo.compiling``).
 
 Eager torch runs each elementwise op as its own pass over N×D memory, and its row reductions
 are slow on CPU (counting the nonzeros of 50 rows of 393k takes ~20× longer eager than compiled,
@@ -7,30 +7,7 @@ benchmarks/generation.py). Compiled, each function below is one fused loop.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
-
 import torch
-
-_CACHE: dict[Callable, Callable] = {}
-
-
-def compile_available(device: torch.device) -> bool:
-    """Whether ``torch.compile`` can build kernels here (a C++ compiler on CPU, Triton on CUDA)."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and any(shutil.which(c) for c in ("g++", "c++", "clang++"))
-
-
-def maybe_compiled(fn: Callable, enabled: bool) -> Callable:
-    """``fn`` itself, or its compiled form (built once per process)."""
-    if not enabled:
-        return fn
-    if fn not in _CACHE:
-        # Shape-generic: one build serves every population size and model (and, through
-        # inductor's on-disk cache, every later process); ~5% slower than a static build.
-        _CACHE[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _CACHE[fn]
 
 
 def row_density(X: torch.Tensor) -> torch.Tensor:

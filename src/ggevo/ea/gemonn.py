@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import torch
 
+from ggevo.compiling import maybe_compiled
 from ggevo.ea.compiling import (
-    maybe_compiled,
     replace_rows_,
     row_density,
     row_density_and_finite,

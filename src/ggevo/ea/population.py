@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from ggevo.ea.compiling import compile_available
+from ggevo.compiling import compile_available
 from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import first_front, hypervolume, knee
 from ggevo.ea.init import INIT_SCHEMES, box_bounds

@@ -25,7 +25,8 @@ from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
 from pymoo.problems.static import StaticProblem
 
-from ggevo.ea.compiling import maybe_compiled, row_density
+from ggevo.compiling import maybe_compiled
+from ggevo.ea.compiling import row_density
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.pymoo_rows import Attached, Rows, TorchPM, TorchSBX
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_shared_options

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ggevo.compiling import compiled_where_available
+
 
 class _TiedUse(torch.autograd.Function):
     """Hands one weight to the encoder and the decoder; on the way back, sums their gradients.
@@ -27,10 +29,47 @@ class _TiedUse(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_enc: torch.Tensor, g_dec: torch.Tensor):
-        total = g_enc + g_dec
         if ctx.agree:
-            total = torch.where(g_enc * g_dec < 0, torch.zeros_like(total), total)
-        return total, None
+            return _AgreedSum.apply(g_enc, g_dec), None
+        return g_enc + g_dec, None
+
+
+def agreed_sum(g_enc: torch.Tensor, g_dec: torch.Tensor) -> torch.Tensor:
+    """``g_enc + g_dec``, and 0 where the two disagree in sign (their product is negative)."""
+    return torch.where(g_enc * g_dec < 0, 0.0, g_enc + g_dec)
+
+
+class _AgreedSum(torch.autograd.Function):
+    """``agreed_sum`` as one pass over memory, also under ``vmap``.
+
+    Eager, it is five passes (the sum, the product, the comparison, a tensor of zeros, the selection),
+    and under the population's ``vmap`` each pass runs over all N tied gradients at once (50 × 392,000
+    floats at the paper's size, 78 MB, out of cache): a fifth of a generation's evaluation. The ``vmap``
+    rule hands the batched tensors whole to one kernel, compiled where the machine can build it
+    (``ggevo.compiling``); the same elementwise operations on the same operands give the same bits
+    (``tests/models/test_autoencoder.py``).
+    """
+
+    @staticmethod
+    def forward(g_enc: torch.Tensor, g_dec: torch.Tensor) -> torch.Tensor:
+        return compiled_where_available(agreed_sum, g_enc.contiguous(), g_dec.contiguous())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        g_enc, g_dec = ctx.saved_tensors
+        kept = torch.where(g_enc * g_dec < 0, 0.0, grad)
+        return kept, kept
+
+    @staticmethod
+    def vmap(info, in_dims, g_enc: torch.Tensor, g_dec: torch.Tensor):
+        def batch_first(t: torch.Tensor, dim: int | None) -> torch.Tensor:
+            return t.expand(info.batch_size, *t.shape) if dim is None else t.movedim(dim, 0)
+
+        return _AgreedSum.apply(batch_first(g_enc, in_dims[0]), batch_first(g_dec, in_dims[1])), 0
 
 
 class TiedAutoencoder(nn.Module):

@@ -4,7 +4,7 @@ inherited by children, and torch's Adam on a dense individual; compiled and per-
 import pytest
 import torch
 
-from ggevo.ea.compiling import compile_available
+from ggevo.compiling import compile_available
 from ggevo.ea.operators.lamarck import Moments, inherit, masked_adam_step
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from ggevo.ea.compiling import maybe_compiled
+from ggevo.compiling import maybe_compiled
 
 
 def correctly_rounded_sqrt(x: torch.Tensor) -> torch.Tensor:

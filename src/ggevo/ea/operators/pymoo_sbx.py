@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ggevo.ea.compiling import maybe_compiled
+from ggevo.compiling import maybe_compiled
 from ggevo.ea.operators.counter_rng import bits_to_uniform_i32, counter_hash_i32, remix_i32
 
 TOO_CLOSE = 1.0e-14

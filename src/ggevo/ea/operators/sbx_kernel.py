@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ggevo.ea.compiling import maybe_compiled
+from ggevo.compiling import maybe_compiled
 from ggevo.ea.operators.counter_rng import (
     bits_to_uniform,
     bits_to_uniform_i32,
