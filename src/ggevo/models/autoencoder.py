@@ -44,7 +44,7 @@ class _AgreedSum(torch.autograd.Function):
 
     Eager, it is five passes (the sum, the product, the comparison, a tensor of zeros, the selection),
     and under the population's ``vmap`` each pass runs over all N tied gradients at once (50 × 392,000
-    floats at the paper's size, 78 MB, out of cache): a fifth of a generation's evaluation. The ``vmap``
+    floats at the paper's size, 78 MB, out of cache): about a sixth of the evaluation. The ``vmap``
     rule hands the batched tensors whole to one kernel, compiled where the machine can build it
     (``ggevo.compiling``); the same elementwise operations on the same operands give the same bits
     (``tests/models/test_autoencoder.py``).
