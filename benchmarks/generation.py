@@ -16,6 +16,7 @@ Generations evaluate by ``evaluation.strategy=auto`` (measured on the first popu
     python benchmarks/generation.py --hidden 100         # the default run's model
     python benchmarks/generation.py --preset gemonn_plus # another optimizer preset
     python benchmarks/generation.py --scaling            # + table over N x H (one process per point)
+    python benchmarks/generation.py --sign-agreement     # the model as experiment=paper_ae runs it
 
 It also prints (``phases.py``) the CPU, a subnormal-float probe with ``flush_denormal`` off and on,
 ``late / early generation`` (generations resumed from the paper configuration after 400 generations
@@ -150,11 +151,11 @@ def generations(opt_factory, model, evaluator, batch, count: int) -> tuple[float
     return statistics.median(overheads), statistics.median(evals), statistics.median(counts)
 
 
-def setup(n: int, hidden: int, batch_size: int):
+def setup(n: int, hidden: int, batch_size: int, sign_agreement: bool = False):
     torch.manual_seed(0)
     x, _ = load_arrays("mnist5k")
     data = torch.from_numpy(x)
-    model = TiedAutoencoder(784, hidden)
+    model = TiedAutoencoder(784, hidden, sign_agreement=sign_agreement)
     flat = FlatParams(model)
     g = torch.Generator().manual_seed(0)
     batch = (data[torch.randperm(len(data), generator=g)[:batch_size]], torch.zeros(batch_size))
@@ -164,7 +165,7 @@ def setup(n: int, hidden: int, batch_size: int):
 def scaling_point(args) -> dict:
     """One cell of the scaling table (run in its own process, so its peak memory is its own)."""
     n, hidden = args.point
-    model, flat, _, batch = setup(n, hidden, args.batch_size)
+    model, flat, _, batch = setup(n, hidden, args.batch_size, args.sign_agreement)
     compile_opt = {"auto": "auto", "true": True, "false": False}[args.compile]
     auto = PopulationEvaluator(flat, reconstruction_loss, "auto")
     factory = optimizer_factory(args.preset, n, compile_opt, False, offspring=None, warmup=0)
@@ -187,6 +188,8 @@ def scaling_table(args) -> None:
                    "--repeats", str(args.repeats), "--compile", args.compile]
             if args.no_reuse_memory:
                 cmd.append("--no-reuse-memory")
+            if args.sign_agreement:
+                cmd.append("--sign-agreement")
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"| {n} | {hidden} | failed: {proc.stderr.strip().splitlines()[-1]} |||||||")
@@ -210,6 +213,8 @@ def main() -> None:
                     help="keep glibc's default of fresh pages for every large tensor (ggevo-train reuse_memory=false)")
     ap.add_argument("--flush-denormal", choices=("on", "off"), default="on",
                     help="subnormal floats flushed to zero (ggevo-train flush_denormal, default on)")
+    ap.add_argument("--sign-agreement", action="store_true",
+                    help="the tied gradient's sign agreement, as experiment=paper_ae runs it (model.sign_agreement)")
     ap.add_argument("--no-late", action="store_true", help="skip the late generations (and making their state)")
     ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,13 +225,13 @@ def main() -> None:
         return
     compile_opt = {"auto": "auto", "true": True, "false": False}[args.compile]
     n = args.pop_size
-    model, flat, g, batch = setup(n, args.hidden, args.batch_size)
+    model, flat, g, batch = setup(n, args.hidden, args.batch_size, args.sign_agreement)
     dim = flat.dim
     X = initial_population(flat.layout, n, generator=g)
     print(cpu_line())
     print(f"N={n}, D={dim:,} (784-{args.hidden}-784 tied AE), batch {args.batch_size}, preset {args.preset}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, large allocations reused: {reused}, "
-          f"flush_denormal {args.flush_denormal}")
+          f"flush_denormal {args.flush_denormal}, sign agreement {'on' if args.sign_agreement else 'off'}")
 
     # (a) evaluation, and (d) the floor
     loop = PopulationEvaluator(flat, reconstruction_loss, "loop")
