@@ -34,9 +34,14 @@ class _TiedUse(torch.autograd.Function):
         return g_enc + g_dec, None
 
 
+def disagree(g_enc: torch.Tensor, g_dec: torch.Tensor) -> torch.Tensor:
+    """Where the encoder's and decoder's parts of a tied gradient disagree in sign: their product is negative."""
+    return g_enc * g_dec < 0
+
+
 def agreed_sum(g_enc: torch.Tensor, g_dec: torch.Tensor) -> torch.Tensor:
-    """``g_enc + g_dec``, and 0 where the two disagree in sign (their product is negative)."""
-    return torch.where(g_enc * g_dec < 0, 0.0, g_enc + g_dec)
+    """``g_enc + g_dec``, and 0 where the two ``disagree``."""
+    return torch.where(disagree(g_enc, g_dec), 0.0, g_enc + g_dec)
 
 
 class _AgreedSum(torch.autograd.Function):
@@ -61,7 +66,7 @@ class _AgreedSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         g_enc, g_dec = ctx.saved_tensors
-        kept = torch.where(g_enc * g_dec < 0, 0.0, grad)
+        kept = torch.where(disagree(g_enc, g_dec), 0.0, grad)
         return kept, kept
 
     @staticmethod
