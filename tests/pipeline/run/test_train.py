@@ -114,7 +114,7 @@ def test_interrupted_run_keeps_its_state_and_resumes(compose_cfg, tmp_path):
     ("optimizer.pop_size=7", "optimizer.pop_size"), ("optimizer.pop_size=-2", "optimizer.pop_size"),
     ("optimizer.eta=-1", "optimizer.eta"), ("data.name=imagenet", "data.name"),
     ("optimizer.sparsity_preservation=1.5", "optimizer.sparsity_preservation"),
-    ("trainer.max_steps=0", "trainer.max_steps"),
+    ("trainer.max_steps=0", "trainer.max_steps"), ("model.sign_agreement=maybe", "model.sign_agreement"),
     ("+optimizer.trunk_prune=cubic", "optimizer.trunk_prune"), ("+optimizer.select_on=test", "optimizer.select_on"),
 ])
 def test_invalid_config_fails_before_compute(compose_cfg, override, key):

@@ -174,6 +174,8 @@ def validate(cfg: DictConfig) -> None:
         _require(size == d.features, key, f"the model takes examples of {size} features, data={d.name} has {d.features}")
     if "hidden" in m:
         _require(_is_int(m.hidden) and m.hidden > 0, "model.hidden", f"must be a positive integer, got {m.hidden!r}")
+    _require(isinstance(m.get("sign_agreement", False), bool), "model.sign_agreement",
+             f"must be true or false, got {m.get('sign_agreement')!r}")
     _require(_is_int(t.max_steps) and t.max_steps > 0, "trainer.max_steps",
              f"the number of generations must be a positive integer, got {t.max_steps!r}")
     if o.get("method") is not None:  # a gradient method's steps are its budget (train.apply_budget)
