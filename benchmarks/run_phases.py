@@ -6,9 +6,9 @@ subnormals flushed).
 
 Each run is ``train`` as ``ggevo-train optimizer=<preset> model.hidden=<H> budget=<B>`` runs it, or, for an
 entry ``experiment=<name>``, as ``ggevo-train experiment=<name>`` does (its own size and length; the paper's
-is H=500 and 25,000 evaluations), each in its own scratch folder and MLflow store, with a callback that
-times every training step (the minibatch's fetch excluded, every hook of the step included) and every
-validation. Runs alternate (the second round runs
+is H=500 and 25,000 evaluations), and an entry ``<preset>,<key>=<value>,...`` with those overrides too, each
+in its own scratch folder and MLflow store, with a callback that times every training step (the minibatch's
+fetch excluded, every hook of the step included) and every validation. Runs alternate (the second round runs
 the list backwards), so a machine that slows down during the benchmark favours neither side; the figures
 are per round, and the ratios are taken within a round.
 
@@ -16,12 +16,15 @@ are per round, and the ratios are taken within a round.
     python benchmarks/run_phases.py --budget 5000        # a shorter look
     python benchmarks/run_phases.py --presets imp gemonn_plus_trunk gemonn_plus_gradual --rounds 2
     python benchmarks/run_phases.py --presets imp experiment=paper_ae gemonn_plus_trunk --rounds 2   # the README's three
+    python benchmarks/run_phases.py --presets imp imp,checkpoint.background=false gemonn_plus_trunk \
+        gemonn_plus_trunk,checkpoint.background=false --rounds 2   # checkpoints written in place, as before
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -58,9 +61,10 @@ class RunTimer(StepTimer):
 def run(preset: str, hidden: int, budget: int, tmp: Path, name: str) -> dict:
     from ggevo.pipeline.run.train import train
 
+    preset, *overrides = preset.split(",")
     run_as = [preset] if preset.startswith("experiment=") else [
         f"optimizer={preset}", f"model.hidden={hidden}", f"budget={budget}"]
-    cfg = composed(*run_as, f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
+    cfg = composed(*run_as, *overrides, f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
                    "logger.log_model=false", f"run_dir={tmp}/{name}")
     timer = RunTimer()
     train(cfg, callbacks=[timer])
@@ -92,7 +96,8 @@ def report(label: str, r: dict, base: dict | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["imp", "gemonn_plus_trunk"],
-                    help="conf/optimizer/<preset>.yaml names, or experiment=<name>; the first is the baseline")
+                    help="conf/optimizer/<preset>.yaml names, or experiment=<name>, each optionally followed by "
+                         ",<key>=<value> overrides; the first is the baseline")
     ap.add_argument("--hidden", type=int, default=500)
     ap.add_argument("--budget", type=int, default=25000)
     ap.add_argument("--rounds", type=int, default=1)
@@ -103,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ggevo-phases-") as tmp:
         for r in range(args.rounds):
             order = args.presets if r % 2 == 0 else list(reversed(args.presets))
-            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{p.replace('=', '-')}") for p in order}
+            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{re.sub('[^A-Za-z0-9_.]', '-', p)}") for p in order}
             print(f"round {r + 1}:")
             base = results[args.presets[0]]
             for p in args.presets:
