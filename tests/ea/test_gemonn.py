@@ -189,12 +189,25 @@ def _resumes_exactly(options: dict, split: int, stop: int, resumed_seed: int = 0
     _, ev3, resumed = _make(seed=resumed_seed, **options)
     resumed.load_state_dict(torch.load(buf, weights_only=False))
     _run(resumed, ev3, split, stop)
-    for k in ("X", "F", "M", "V", "T"):
+    for k in ("X", "F", "G", "M", "V", "T"):
         assert torch.equal(resumed.run_state[k], full.run_state[k]), k
 
 
 def test_plus_resumes_exactly_from_a_checkpoint_mid_run():
     _resumes_exactly(PLUS, split=3, stop=8, resumed_seed=7)  # the seed comes from the state
+
+
+@pytest.mark.parametrize("reevaluate", [True, False])
+def test_a_checkpoint_holds_the_gradients_only_where_a_resumed_run_reads_them(reevaluate):
+    """Parents re-scored every generation: their gradients are replaced before anything reads them, so the
+    state_dict leaves ``G`` out; parents kept as scored are bred from their stored gradients, so it keeps
+    them. Either way the run resumes exactly."""
+    options = PLUS | {"reevaluate_parents": reevaluate}
+    _, ev, opt = _make(**options)
+    _run(opt, ev, 0, 3)
+    assert ("G" in opt.state_dict()["state"][0]) is not reevaluate
+    assert "G" in opt.run_state  # the live state keeps them
+    _resumes_exactly(options, split=3, stop=8)
 
 
 def test_fewer_offspring_cost_fewer_evaluations():

@@ -94,7 +94,7 @@ def test_the_trunk_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     every = ckpt["optimizer_states"][0]["state"][0]
     after = 1 + 3 * 2  # generations 13-16: one of warm-up (parents), three of parents and children
     assert len(calls) == 2 * (4 + after) + 1 + (12 + after)  # the two runs above (one stopped and resumed), this one
-    for key in ("X", "F", "G", "M", "V", "T"):
+    for key in ("X", "F", "M", "V", "T"):  # G: not in a checkpoint (GEMONN.state_dict)
         assert torch.equal(sparse[key], every[key]), key
         assert torch.equal(sparse[key], resumed[key]), key
 
@@ -122,6 +122,6 @@ def test_a_warm_up_takes_its_held_out_score_only_when_due_and_nothing_else_chang
     every = torch.load(tmp_path / "every" / "checkpoints" / "last.ckpt",
                        weights_only=False)["optimizer_states"][0]["state"][0]
     assert sorted(step + 1 for step in calls[before:] if 4 <= step < 12) == list(range(5, 13))  # every one
-    for key in ("X", "F", "G", "M", "V", "T"):
+    for key in ("X", "F", "M", "V", "T"):  # G: not in a checkpoint (GEMONN.state_dict)
         assert torch.equal(sparse[key], every[key]), key
         assert torch.equal(sparse[key], resumed[key]), key
