@@ -16,8 +16,7 @@ are per round, and the ratios are taken within a round.
     python benchmarks/run_phases.py --budget 5000        # a shorter look
     python benchmarks/run_phases.py --presets imp gemonn_plus_trunk gemonn_plus_gradual --rounds 2
     python benchmarks/run_phases.py --presets imp experiment=paper_ae gemonn_plus_trunk --rounds 2   # the README's three
-    python benchmarks/run_phases.py --presets imp imp,checkpoint.background=false gemonn_plus_trunk \
-        gemonn_plus_trunk,checkpoint.background=false --rounds 2   # checkpoints written in place, as before
+    python benchmarks/run_phases.py --presets imp gemonn_plus_trunk gemonn_plus_trunk,checkpoint.every_n_steps=100
 """
 
 from __future__ import annotations
