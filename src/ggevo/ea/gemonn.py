@@ -105,6 +105,7 @@ class GEMONN(PopulationOptimizer):
         trunk_prune: str = "oneshot",
         trunk_prune_start: float = 0.25,
         trunk_rebase: bool = False,
+        rebase_extras: float = 1.0,
         prune_floor: float | None = None,
         eliminate_duplicates: bool = False,
         floor_breeds: bool = True,
@@ -307,7 +308,8 @@ class GEMONN(PopulationOptimizer):
         F[one], G[one], moments.T[one] = Ft, Gt, Mt.T
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
-                         start=round(hp["trunk_prune_start"] * hp["trunk"]), rebase=hp.get("trunk_rebase", False))
+                         start=round(hp["trunk_prune_start"] * hp["trunk"]), rebase=hp.get("trunk_rebase", False),
+                         extras=hp.get("rebase_extras", 1.0))
         elif done == hp["trunk"]:
             branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)
         st["trunk_row"] = t

@@ -108,7 +108,7 @@ def gemonn_options(o: dict) -> dict:
         warmup_records=None if o["warmup_records"] is None else int(o["warmup_records"]), trunk=int(o["trunk"]),
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
         trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
-        trunk_rebase=bool(o["trunk_rebase"]),
+        trunk_rebase=bool(o["trunk_rebase"]), rebase_extras=float(o["rebase_extras"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
         floor_breeds=bool(o["floor_breeds"]), band_edges=_band_edges(o["band_edges"]),
         lr_final=_optional(o["lr_final"]), generations=None if o["generations"] is None else int(o["generations"]),
@@ -159,5 +159,9 @@ def _trunk_options(o: dict) -> None:
            f"must be a fraction of the trunk in [0, 1), got {o['trunk_prune_start']!r}")
     _check(isinstance(o["trunk_rebase"], bool) and (not o["trunk_rebase"] or o["trunk_prune"] == "gradual"),
            "trunk_rebase", f"must be true or false, and true only with trunk_prune: gradual, got {o['trunk_rebase']!r}")
+    extras = o["rebase_extras"]
+    _check(isinstance(extras, (int, float)) and not isinstance(extras, bool) and 0.0 < extras <= 1.0
+           and (extras == 1.0 or o["trunk_rebase"]), "rebase_extras",
+           f"must be a factor in (0, 1] (1 = kept as they are), below 1 only with trunk_rebase: true, got {extras!r}")
     _check(o["prune_floor"] is None or 0.0 < o["prune_floor"] < 1.0, "prune_floor",
            f"must be null (off) or a density in (0, 1), got {o['prune_floor']!r}")

@@ -87,8 +87,36 @@ def test_rebased_branches_take_the_final_trunk_where_it_has_weights_and_keep_the
     assert not torch.equal(a["X"], b["X"])  # an early branch had drifted from the trunk's final weights
 
 
+def test_scaled_rebase_extras_start_small_with_fresh_moments_and_the_trunks_weights_stay_whole():
+    _, ev, kept = _make(**GRADUAL, trunk_rebase=True)
+    _, ev_s, scaled = _make(**GRADUAL, trunk_rebase=True, rebase_extras=0.1)
+    _run(kept, ev, 0, 20)
+    _run(scaled, ev_s, 0, 20)
+    a, b = kept.run_state, scaled.run_state
+    t = int(a["trunk_row"])
+    core = a["X"][t] != 0
+    assert torch.equal(a["X"][t], b["X"][t]) and torch.equal(a["F"], b["F"])  # same trunk, same densities
+    extras = 0
+    for i in range(8):
+        if i == t:
+            continue
+        own = (a["X"][i] != 0) & ~core
+        extras += int(own.sum())
+        assert torch.equal(b["X"][i] != 0, a["X"][i] != 0)  # nothing pruned by the scaling
+        assert torch.equal(b["X"][i][core], a["X"][i][core])  # the trunk's final weights and moments, whole
+        assert torch.equal(b["M"][i][core], a["M"][i][core]) and torch.equal(b["V"][i][core], a["V"][i][core])
+        assert torch.allclose(b["X"][i][own], 0.1 * a["X"][i][own], rtol=1e-6, atol=0)  # a tenth of its own
+        assert not b["M"][i][own].any() and not b["V"][i][own].any()  # whose moments restart
+    assert extras > 0  # the early branches do hold weights of their own
+
+
 def test_rebase_is_an_option_of_a_gradual_trunk_only():
     import pytest
 
     with pytest.raises(ValueError, match="^optimizer.trunk_rebase: "):
         _make(**{**GRADUAL, "trunk_prune": "oneshot"}, trunk_rebase=True)
+    for bad in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match="^optimizer.rebase_extras: "):
+            _make(**GRADUAL, trunk_rebase=True, rebase_extras=bad)
+    with pytest.raises(ValueError, match="^optimizer.rebase_extras: .*only with trunk_rebase"):
+        _make(**GRADUAL, rebase_extras=0.1)

@@ -67,6 +67,8 @@ def test_an_option_given_by_task_takes_the_models_tasks_value(compose_cfg):
             hp = build_module(compose_cfg(f"optimizer={preset}", *overrides)).configure_optimizers().hp
             assert hp["weight_decay"] == decay
             assert hp["trunk_rebase"] == (preset == "gemonn_plus_rebase")
+            # the branches' own weights at the rebase: an autoencoder's scaled down, a classifier's kept
+            assert hp["rebase_extras"] == (0.1 if preset == "gemonn_plus_rebase" and not overrides else 1.0)
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "~optimizer.weight_decay.classification"),
                           "optimizer.weight_decay")
 

@@ -73,23 +73,31 @@ def cubic_count(done: int, total: int, start: int, dense: int, final: int) -> in
     return final + int(round((dense - final) * (1.0 - (done - start) / (total - start)) ** 3))
 
 
-def rebase_(X: torch.Tensor, moments: Moments, t: int, rows: torch.Tensor) -> None:
+def rebase_(X: torch.Tensor, moments: Moments, t: int, rows: torch.Tensor, extras: float = 1.0) -> None:
     """In place: on row ``t``'s nonzero entries, the rows of the mask ``rows`` take its values and moments;
-    elsewhere they keep their own. A row branched from a gradual trunk holds every entry the trunk still
-    holds (pruning only removes), so its density is unchanged: an early, dense branch gets the trunk's
-    most trained weights back under its own extra ones."""
+    elsewhere they keep their own, scaled by ``extras`` (with ``extras`` < 1 their moments restart at zero). A row
+    branched from a gradual trunk holds every entry the trunk still holds (pruning only removes), so its density
+    is unchanged: an early, dense branch gets the trunk's most trained weights back under its own extra ones, which
+    were tuned to the trunk as it stood when the branch left; scaled down, the branch starts as nearly the trunk's
+    final network and grows them again, as a weight regrown at zero would."""
     core = (X[t] != 0) & rows.unsqueeze(1)
+    if extras != 1.0:
+        own = (X != 0) & rows.unsqueeze(1) & ~core
+        X.copy_(torch.where(own, X * extras, X))
+        moments.M.masked_fill_(own, 0.0)
+        moments.V.masked_fill_(own, 0.0)
     X.copy_(torch.where(core, X[t], X))
     moments.M.copy_(torch.where(core, moments.M[t], moments.M))
     moments.V.copy_(torch.where(core, moments.V[t], moments.V))
 
 
 def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor, *,
-                 done: int, total: int, start: int, rebase: bool = False) -> None:
+                 done: int, total: int, start: int, rebase: bool = False, extras: float = 1.0) -> None:
     """In place, after trunk generation ``done`` of a gradual trunk: on a mask update, the rows whose
     density the trunk passes branch from it (``branch_``; at the last update every row not yet branched),
     then the trunk drops its smallest prunable entries down to the schedule's count; with ``rebase``, after
-    the last, every other row takes the trunk's final weights where the trunk has any (``rebase_``)."""
+    the last, every other row takes the trunk's final weights where the trunk has any, its own elsewhere scaled by
+    ``extras`` (``rebase_``)."""
     if not mask_update(done, total, start):
         return
     counts = (X[:, prunable] != 0).sum(dim=1)
@@ -109,4 +117,6 @@ def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, pru
         moments.V[t, pruned] = 0.0
         F[t, 0] = row_density(X[t : t + 1])[0]
     if rebase and last:
-        rebase_(X, moments, t, others)
+        rebase_(X, moments, t, others, extras)
+        if extras != 1.0:  # a weight scaled below float32's range is pruned: each density as it now is
+            F[others, 0] = row_density(X[others])
