@@ -49,6 +49,13 @@ TINY = {
         "optimizer: {pop_size: 4}\ntrainer: {val_check_interval: 1000}\n"
         "hydra:\n  sweeper:\n    params:\n      +gradual_off: none,band_edges\n"
     ),
+    "conf/experiment/ablation_plus_rebase.yaml": (
+        "# @package _global_\ndefaults:\n  - override /optimizer: gemonn_plus_rebase\n"
+        "preset: ablation_plus_rebase\nscore_test: true\nmodel: {hidden: 8}\nbudget: 40\n"
+        "optimizer: {pop_size: 4}\ndownstream: {seeds: 1, epochs: 1, select: density<=0.1}\n"
+        "trainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      +rebase_off: none,rebase_extras\n"
+    ),
     "conf/experiment/compare_ae_small.yaml": (
         "# @package _global_\npreset: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
@@ -118,7 +125,8 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae_small",
+SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "ablation_plus_rebase",
+          "compare_ae_small",
           "plus_vs_imp_small",
           "bench_mlp", "bench_lenet5", "bench_ae")
 BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
@@ -132,6 +140,8 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/ablation_sparsity/table.md", "reports/ablation_sparsity/fronts.png",
            "reports/ablation_plus/table.md", "reports/ablation_plus/hypervolume.png",
            "reports/ablation_plus_gradual/table.md", "reports/ablation_plus_gradual/accuracy.md",
+           "reports/ablation_plus_rebase/table.md", "reports/ablation_plus_rebase/test_loss.md",
+           "reports/ablation_plus_rebase/downstream.md",
            "reports/compare_ae_small/table.md", "reports/compare_ae_small/fronts.png",
            "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
            "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
@@ -180,7 +190,7 @@ def reproduced(repo) -> Path:
     first = _dvc(repo, "repro")
     assert _ran(prepared) | _ran(first) == {
         "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus",
-        "ablate_plus_gradual", "stack",
+        "ablate_plus_gradual", "ablate_plus_rebase", "stack",
         *COMPARE, "report", *BENCH, "leaderboard", *SMALL, "leaderboard_small"}
     return repo
 

@@ -203,24 +203,31 @@ def scored_classifier(front: dict[str, list[float]]) -> bool:
     return "val_accuracy" in front and "test_accuracy" in front
 
 
-def accuracy_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], title: str) -> str:
-    """A classifier sweep's table by the leaderboard's rule, for an ablation (``fronts``: setting → seed →
-    front, with validation and test accuracy): per density budget, each setting's test accuracy of the
-    member ``pick`` chooses on validation (mean over seeds, each seed in brackets; — where a seed has no
-    member that sparse), the best mean in bold; then each setting's bands covered and front size per seed
-    (``front_size``)."""
+def scored_on_test(front: dict[str, list[float]]) -> bool:
+    """Whether a front carries the test scores ``pick`` reports (a run with ``score_test``)."""
+    return "val_loss" in front and "test_loss" in front
+
+
+def held_out_markdown(fronts: dict[str, dict[str, dict[str, list[float]]]], title: str, classifier: bool = True) -> str:
+    """An ablation's table by the leaderboard's rule (``fronts``: setting → seed → front with test scores): per
+    density budget, each setting's test score (a classifier's accuracy, else its loss) of the member ``pick``
+    chooses on validation (mean over seeds, each seed in brackets; — where a seed has no member that sparse),
+    the best mean in bold; then each setting's bands covered and front size per seed (``front_size``)."""
     names = list(fronts)
     head = ["density ≤", *names]
-    lines = [f"## {title}: test accuracy of the member best on validation at each density budget", "",
+    score = "test accuracy" if classifier else "test loss"
+    lines = [f"## {title}: {score} of the member best on validation at each density budget", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    digits = ".4f" if classifier else ".5f"
     for b in BUDGETS:
-        picks = {n: {s: pick(f, b, classifier=True) for s, f in fronts[n].items()} for n in names}
+        picks = {n: {s: pick(f, b, classifier) for s, f in fronts[n].items()} for n in names}
         means = {n: mean_score(p) for n, p in picks.items()}
-        top = max((m for m in means.values() if m is not None), default=None)
+        known = [m for m in means.values() if m is not None]
+        top = (max if classifier else min)(known, default=None)
         cells = [str(b)]
         for n in names:
-            seeds = "/".join("—" if p is None else f"{p.test:.4f}" for p in picks[n].values())
-            mean = "—" if means[n] is None else f"{means[n]:.4f}"
+            seeds = "/".join("—" if p is None else f"{p.test:{digits}}" for p in picks[n].values())
+            mean = "—" if means[n] is None else f"{means[n]:{digits}}"
             cells.append(f"**{mean}** ({seeds})" if means[n] is not None and means[n] == top else f"{mean} ({seeds})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| setting | bands covered (of 5) | front size |", "|---|---|---|"]

@@ -8,7 +8,8 @@ at the knee and wall time), ``hypervolume.png`` (hypervolume by generation, mean
 ``fronts.png`` (the final fronts overlaid) and ``loss_by_evaluations.png``; where jobs measured
 downstream accuracy, ``downstream.md``; where its fronts carry validation and test accuracy (a classifier
 with ``score_test``), ``accuracy.md`` (each setting's test accuracy at each density budget, the member
-chosen on validation, as the bench leaderboard does); where the sweep compares optimizers, ``budgets.md`` (each
+chosen on validation, as the bench leaderboard does; an autoencoder with ``score_test``: ``test_loss.md``,
+its test loss); where the sweep compares optimizers, ``budgets.md`` (each
 method's best train loss at density ≤ 0.02 … 0.5, and GEMONN+'s ratio to magnitude pruning),
 ``connections.png`` (each method's first-layer connections, image inputs) and ``reconstructions.png``
 (the same validation digits reconstructed by each method's member at density ≤ 0.1). A single run is
@@ -35,7 +36,7 @@ from ggevo.pipeline.core.files import write_atomically, write_json, write_text
 from ggevo.pipeline.core.paths import default_tracking_uri, rooted
 from ggevo.pipeline.record.recorder import RUN_JSON
 from ggevo.pipeline.record.sweep_record import Job, SweepRecord, group_jobs, read_record
-from ggevo.pipeline.report.bench import accuracy_markdown, mean_score, pick, scored_classifier
+from ggevo.pipeline.report.bench import held_out_markdown, mean_score, pick, scored_classifier, scored_on_test
 from ggevo.pipeline.report.budget_table import BASELINE, BUDGETS, PLUS, best_at, budget_table
 from ggevo.pipeline.report.figures import (Groups, front_csvs, label, plot_connections, plot_fronts, plot_hypervolume,
                                            plot_loss_by_evaluations, plot_reconstructions)
@@ -57,7 +58,8 @@ DOWNSTREAM = {
     "downstream/density": "density of the encoder",
     "downstream/test_accuracy_mean": "test accuracy",
 }
-ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "compare_ae", "compare_ae_small")
+ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "ablation_plus_rebase",
+             "compare_ae", "compare_ae_small")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -154,8 +156,11 @@ def report_sweep(record: SweepRecord, out: Path) -> Path:
             "mean ± std over runs of each run's mean over fine-tuning seeds)", DOWNSTREAM))
     fronts = front_csvs(groups)
     write_fronts_csv(folder / "fronts.csv", fronts)
-    if fronts and all(scored_classifier(f) for seeds in fronts.values() for f in seeds.values()):
-        write_text(folder / "accuracy.md", accuracy_markdown(fronts, title))
+    every = [f for seeds in fronts.values() for f in seeds.values()]
+    if every and all(scored_classifier(f) for f in every):
+        write_text(folder / "accuracy.md", held_out_markdown(fronts, title))
+    elif every and all(scored_on_test(f) for f in every):  # an autoencoder with score_test
+        write_text(folder / "test_loss.md", held_out_markdown(fronts, title, classifier=False))
     metrics = {label(g): [j.metrics for j in jobs] for g, jobs in groups.items()}
     write_json(folder / "headline.json", headline(fronts, metrics))
     if "optimizer" in record.swept:
