@@ -63,8 +63,8 @@ def run(preset: str, hidden: int, budget: int, tmp: Path, name: str) -> dict:
     preset, *overrides = preset.split(",")
     run_as = [preset] if preset.startswith("experiment=") else [
         f"optimizer={preset}", f"model.hidden={hidden}", f"budget={budget}"]
-    cfg = composed(*run_as, *overrides, f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
-                   "logger.log_model=false", f"run_dir={tmp}/{name}")
+    cfg = composed(*run_as, *overrides, f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
+                   f"logger.artifact_location={tmp}/artifacts", "logger.log_model=false", f"run_dir={tmp}/{name}")
     timer = RunTimer()
     train(cfg, callbacks=[timer])
     wall = float(json.loads((tmp / name / "metrics.json").read_text())["wall_time_s"])
@@ -107,7 +107,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ggevo-phases-") as tmp:
         for r in range(args.rounds):
             order = args.presets if r % 2 == 0 else list(reversed(args.presets))
-            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{re.sub('[^A-Za-z0-9_.]', '-', p)}") for p in order}
+            results = {p: run(p, args.hidden, args.budget, Path(tmp), f"{r}-{re.sub('[^A-Za-z0-9_.]', '-', p)}")
+                       for p in order}
             print(f"round {r + 1}:")
             base = results[args.presets[0]]
             for p in args.presets:
