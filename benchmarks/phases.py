@@ -150,16 +150,19 @@ def set_up_as_ggevo_train(threads: int) -> None:
 
 
 def cpu_line() -> str:
-    """The CPU model and the vector extensions that decide which kernels run (AVX2, AVX-512, AMX)."""
-    model, flags = "unknown CPU", set()
+    """The CPU model (its name, and the family and model numbers that tell apart CPUs a virtual machine
+    names alike) and the vector extensions that decide which kernels run (AVX2, AVX-512, AMX)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
     except OSError:
         pass
+    model = fields.get("model name", "unknown CPU")
+    if "cpu family" in fields and "model" in fields:
+        model += f", family {fields['cpu family']} model {fields['model']}"
+    flags = set(fields.get("flags", "").split())
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16")
     return f"CPU: {model} ({' '.join(f for f in wanted if f in flags) or 'no AVX flags seen'})"
 
