@@ -40,8 +40,10 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from ggevo.compiling import maybe_compiled
 from ggevo.data.sources import load_arrays
 from ggevo.ea import FlatParams
+from ggevo.ea.compiling import replace_rows_, row_density_and_finite
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.sbx_kernel import run_kernel
@@ -301,6 +303,21 @@ def main() -> None:
     print(f"as the preset runs (re-scoring {own['reevaluate_parents']}, {own['offspring'] or 'N'} children): "
           f"wall per evaluation / loop floor {(o + e) / c / floor:.2f} x, everything else / evaluation {o / e:.2f}")
     print(f"peak memory: {peak_memory_mb(X.device):.0f} MB (process RSS)")
+    # Two parts of (c) alone, compiled as a generation runs them: the density and finite-gradient pass over N
+    # children and their gradients, and copying half of them (a generation copies as many as survive) over
+    # parents' rows of X and G. Measured after the peak memory is read: the copies they need are not a generation's.
+    children, child_grads = X.clone(), G.clone()
+    density_pass = maybe_compiled(row_density_and_finite, compiled)
+    copy_rows = maybe_compiled(replace_rows_, compiled)
+    rows = torch.randperm(n, generator=g)[: n // 2]
+    born = torch.randperm(n, generator=g)[: n // 2]
+    X_copy, G_copy = X.clone(), G.clone()
+    density_pass(children, child_grads), copy_rows(X_copy, G_copy, children, child_grads, rows, born)
+    t_density = median_seconds(lambda: density_pass(children, child_grads), args.repeats)
+    t_copy = median_seconds(lambda: copy_rows(X_copy, G_copy, children, child_grads, rows, born), args.repeats)
+    del children, child_grads, X_copy, G_copy
+    print(f"(c) of it, timed alone: the density and finite-gradient pass over {n} children {t_density:.3f} s, "
+          f"copying {n // 2} children's rows into the population (X and G) {t_copy:.3f} s")
     report_probe(torch.get_num_threads())
     if not args.no_late:  # the paper configuration's own generation (parents not re-scored), fresh and late
         paper = optimizer_factory("gemonn", n, compiled, False, offspring=None, warmup=0)
