@@ -2,7 +2,7 @@
 
 The gradient baselines' runs reproduce byte for byte on an AMD EPYC and an Intel Xeon, GEMONN+'s do not
 (docs/RESULTS.md, "The classifiers' cells on an Intel Xeon"). This script computes each piece of one step from
-one fixed state, built from integer formulas and the shipped MNIST-5k images (no random generator whose
+one fixed state, built from the project's counter hash and the shipped MNIST-5k images (no random generator whose
 vector code could itself differ), and prints a short hash of each result, one operation per line:
 
 - an MLP 784-300-100-10 and LeNet-5: the gradient of the cross-entropy as the baselines take it (the module's
@@ -27,6 +27,7 @@ import torch
 from ggevo.data.sources import load_arrays
 from ggevo.ea import FlatParams
 from ggevo.ea.evaluate import PopulationEvaluator
+from ggevo.ea.operators.counter_rng import bits_to_uniform, counter_hash
 from ggevo.ea.operators.lamarck import masked_adam_step
 from ggevo.lit.tasks import classification_loss
 from ggevo.models import MLP, LeNet5
@@ -42,11 +43,10 @@ def digest(t: torch.Tensor) -> str:
 
 
 def fixed_values(n: int, salt: int, scale: float) -> torch.Tensor:
-    """``n`` float32 values in [-scale, scale) from an integer hash: the same bits on any machine."""
-    i = torch.arange(n, dtype=torch.int64) + salt * 1_000_003
-    h = (i * 2654435761 + 12345) % (2**31)
-    h = (h ^ (h >> 13)) * 1103515245 % (2**31)
-    return ((h % (2**20)).to(torch.float64) / 2**20 * 2 - 1).mul(scale).to(torch.float32)
+    """``n`` float32 values in (-scale, scale) from the project's counter hash keyed by ``salt`` (integer
+    arithmetic, then exact conversions): the same bits on any machine."""
+    h = counter_hash(torch.arange(n, dtype=torch.int64), torch.tensor([salt, 0x5EED], dtype=torch.int64))
+    return ((bits_to_uniform(h, torch.float64) * 2 - 1) * scale).to(torch.float32)
 
 
 def population(flat: FlatParams, rows: int) -> torch.Tensor:
