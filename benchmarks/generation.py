@@ -220,6 +220,8 @@ def main() -> None:
     ap.add_argument("--no-late", action="store_true", help="skip the late generations (and making their state)")
     ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not (CONF / "optimizer" / f"{args.preset}.yaml").is_file():
+        ap.error(f"--preset: no conf/optimizer/{args.preset}.yaml")
     reused = False if args.no_reuse_memory else reuse_large_allocations()  # as ggevo-train does (reuse_memory)
     flush_denormals(args.flush_denormal == "on")  # as ggevo-train does (flush_denormal)
     if args.point:
