@@ -1,7 +1,7 @@
 """Not a timing: which operations of a training step give other bits on this CPU than on another.
 
-The gradient baselines' runs reproduce byte for byte on an AMD EPYC and an Intel Xeon, GEMONN+'s do not
-(docs/RESULTS.md, "The classifiers' cells on an Intel Xeon"). This script computes each piece of one step from
+Runs made on an AMD EPYC part from their records on an Intel Xeon, plain Adam's as GEMONN+'s (docs/RESULTS.md,
+"Every method's runs move with the CPU"). This script computes each piece of one step from
 one fixed state, built from the project's counter hash and the shipped MNIST-5k images (no random generator whose
 vector code could itself differ), and prints a short hash of each result, one operation per line:
 
