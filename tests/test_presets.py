@@ -102,3 +102,26 @@ def test_a_sweep_records_the_method_it_sets_with_one_value(preset, keys):
     from ggevo.pipeline.team.sweep import swept_keys
 
     assert swept_keys(_compose(f"experiment={preset}")) == keys
+
+
+ABLATION_ARMS = sorted((preset, key, arm) for preset in PRESETS
+                       for key, values in (OmegaConf.select(_compose(f"experiment={preset}"), "hydra.sweeper.params")
+                                           or {}).items() if str(key).endswith("_off")
+                       for arm in str(values).split(",") if arm != "none")
+
+
+@pytest.mark.parametrize("preset, key, arm", ABLATION_ARMS)
+def test_every_arm_of_an_ablation_changes_what_its_task_runs(preset, key, arm):
+    """An ablation's arm (``+rebase_off=weight_decay`` …) switches off a setting the preset's model really runs
+    with: its optimizer section, each option taken for the model's task, differs from the arm ``none``'s. An arm
+    that sets an option only another task reads (the autoencoder's rebase scaling on a classifier) would be a
+    second run of the preset under another name."""
+    from ggevo.pipeline.run.validate import for_task
+
+    def resolved(choice):
+        cfg = _compose(f"experiment={preset}", f"{key}={choice}")
+        task = OmegaConf.select(cfg, "model.task") or "reconstruction"
+        return {k: for_task(v, task, k) for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items()}
+
+    off, full = resolved(arm), resolved("none")
+    assert off != full, f"{key}={arm} changes nothing {preset}'s task reads"

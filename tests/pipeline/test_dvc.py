@@ -56,6 +56,12 @@ TINY = {
         "trainer: {val_check_interval: 1000}\n"
         "hydra:\n  sweeper:\n    params:\n      +rebase_off: none,rebase_extras\n"
     ),
+    "conf/experiment/ablation_plus_rebase_mlp.yaml": (
+        "# @package _global_\ndefaults:\n  - override /model: mlp\n  - override /optimizer: gemonn_plus_rebase\n"
+        "preset: ablation_plus_rebase_mlp\nscore_test: true\nhv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\nbudget: 40\n"
+        "optimizer: {pop_size: 4}\ntrainer: {val_check_interval: 1000}\n"
+        "hydra:\n  sweeper:\n    params:\n      +rebase_off: none,weight_decay\n"
+    ),
     "conf/experiment/compare_ae_small.yaml": (
         "# @package _global_\npreset: compare_ae_small\nmodel: {hidden: 8}\nbudget: 48\noptimizer: {pop_size: 4}\n"
         "downstream: {seeds: 1, epochs: 1}\ntrainer: {val_check_interval: 1000}\n"
@@ -126,6 +132,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "ablation_plus_rebase",
+          "ablation_plus_rebase_mlp",
           "compare_ae_small",
           "plus_vs_imp_small",
           "bench_mlp", "bench_lenet5", "bench_ae")
@@ -141,7 +148,7 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/ablation_plus/table.md", "reports/ablation_plus/hypervolume.png",
            "reports/ablation_plus_gradual/table.md", "reports/ablation_plus_gradual/accuracy.md",
            "reports/ablation_plus_rebase/table.md", "reports/ablation_plus_rebase/test_loss.md",
-           "reports/ablation_plus_rebase/downstream.md",
+           "reports/ablation_plus_rebase/downstream.md", "reports/ablation_plus_rebase_mlp/accuracy.md",
            "reports/compare_ae_small/table.md", "reports/compare_ae_small/fronts.png",
            "reports/compare_ae_small/loss_by_evaluations.png", "reports/compare_ae_small/downstream.md",
            "reports/compare_ae_small/budgets.md", "reports/compare_ae_small/connections.png",
@@ -190,7 +197,7 @@ def reproduced(repo) -> Path:
     first = _dvc(repo, "repro")
     assert _ran(prepared) | _ran(first) == {
         "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus",
-        "ablate_plus_gradual", "ablate_plus_rebase", "stack",
+        "ablate_plus_gradual", "ablate_plus_rebase", "ablate_plus_rebase_mlp", "stack",
         *COMPARE, "report", *BENCH, "leaderboard", *SMALL, "leaderboard_small"}
     return repo
 
@@ -270,7 +277,7 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
     assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "ablate_plus_gradual",
-                         *COMPARE, *BENCH, *SMALL,
+                         "ablate_plus_rebase", "ablate_plus_rebase_mlp", *COMPARE, *BENCH, *SMALL,
                          "leaderboard", "leaderboard_small"}
     _nothing_deleted(clone)
 

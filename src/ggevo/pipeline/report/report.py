@@ -59,6 +59,7 @@ DOWNSTREAM = {
     "downstream/test_accuracy_mean": "test accuracy",
 }
 ABLATIONS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_plus_gradual", "ablation_plus_rebase",
+             "ablation_plus_rebase_mlp",
              "compare_ae", "compare_ae_small")
 
 
