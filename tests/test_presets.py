@@ -104,10 +104,14 @@ def test_a_sweep_records_the_method_it_sets_with_one_value(preset, keys):
     assert swept_keys(_compose(f"experiment={preset}")) == keys
 
 
-ABLATION_ARMS = sorted((preset, key, arm) for preset in PRESETS
-                       for key, values in (OmegaConf.select(_compose(f"experiment={preset}"), "hydra.sweeper.params")
-                                           or {}).items() if str(key).endswith("_off")
-                       for arm in str(values).split(",") if arm != "none")
+def _swept(preset: str) -> dict:
+    """A preset's sweep grid as its file writes it (``+rebase_off: none,weight_decay,…``), without composing it."""
+    cfg = OmegaConf.load(ROOT / "conf" / "experiment" / f"{preset}.yaml")
+    return OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+
+
+ABLATION_ARMS = sorted((preset, key, arm) for preset in PRESETS for key, values in _swept(preset).items()
+                       if str(key).endswith("_off") for arm in str(values).split(",") if arm != "none")
 
 
 @pytest.mark.parametrize("preset, key, arm", ABLATION_ARMS)
