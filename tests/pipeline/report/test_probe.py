@@ -8,8 +8,8 @@ from ggevo.ea.front import within
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.record.front_csv import read_front_csv
 from ggevo.pipeline.report.held_out import evaluate_probe, load_run
-from ggevo.pipeline.run.train import train
 from ggevo.pipeline.report.probe import linear_probe
+from ggevo.pipeline.run.train import train
 from tests.pipeline.processes import cli as _cli
 from tests.pipeline.processes import one_line as _one_line
 

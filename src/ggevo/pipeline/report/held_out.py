@@ -18,11 +18,11 @@ from ggevo.pipeline.core.files import write_atomically, write_json
 from ggevo.pipeline.record.front_csv import read_front_csv
 from ggevo.pipeline.record.recorder import add_to_run
 from ggevo.pipeline.record.store import tracking_uri
+from ggevo.pipeline.report.probe import PROBE_C, check_probe_c, linear_probe
 from ggevo.pipeline.run.build import build
 from ggevo.pipeline.run.cli import USER_ERRORS, fail
 from ggevo.pipeline.score.artifacts import choose_member, read_run, split_scores
 from ggevo.pipeline.score.downstream import ClassifierRecipe, downstream_record
-from ggevo.pipeline.report.probe import PROBE_C, check_probe_c, linear_probe
 
 
 def load_run(run_dir: Path):
