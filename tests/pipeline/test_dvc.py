@@ -84,6 +84,10 @@ TINY = {
     ) for task, model, size in (
         ("mlp", "defaults:\n  - override /model: mlp\n", "hv_ref: [1.1, 2.5]\nmodel: {widths: [8]}\n"),
         ("lenet5", "defaults:\n  - override /model: lenet5\n", "hv_ref: [1.1, 2.5]\n"))},
+    **{f"conf/experiment/bench_{task}_seeds.yaml": (
+        "# @package _global_\n" + f"defaults:\n  - bench_{task}\n  - _self_\n"
+        "hydra:\n  sweeper:\n    params:\n      optimizer: gemonn_plus_rebase,imp\n      seed: 3\n"
+    ) for task in ("mlp", "lenet5")},
     **{f"conf/experiment/bench_small_{task}.yaml": (
         "# @package _global_\n" + f"defaults:\n  - override /model: {model}\n  - override /data: {data}\n"
         f"preset: bench_small_{task}\nscore_test: true\n{size}budget: 40\ntrainer: {{val_check_interval: 1000}}\n"
@@ -139,6 +143,7 @@ SWEEPS = ("ablation_popsize", "ablation_sparsity", "ablation_plus", "ablation_pl
 BENCH = {f"{stage}@{task}" for stage in ("bench", "bench_check", "bench_ours", "bench_check_ours")
          for task in ("mlp", "lenet5", "ae")}  # the baselines' sweeps and the candidate's, each task, seeds 0-1 and 2
 COMPARE = {"compare@compare_ae_small", "compare@plus_vs_imp_small"}
+SEEDS = {f"bench_seeds@{task}" for task in ("mlp", "lenet5")}  # the candidate and the baselines on more seeds
 SMALL_TASKS = ("digits", "breast_cancer", "wine", "digits_ae", "mnist_mlp100", "mnist_ae200")  # tasks chosen on none
 SMALL = {f"bench_small@{task}" for task in SMALL_TASKS}
 ARCHIVE = ("compare_ae", "plus_vs_imp", "plus_trunk_vs_imp")  # frozen: never run
@@ -156,7 +161,8 @@ REPORTS = ("reports/ablation_popsize/table.md", "reports/ablation_popsize/hyperv
            "reports/plus_vs_imp_small/table.md", "reports/plus_vs_imp_small/fronts.png",
            "reports/dvc_default/summary.md", "reports/dvc_default/hypervolume.png",
            "reports/bench/leaderboard.md", "reports/bench/leaderboard.csv", "reports/bench/fronts_mlp.png",
-           "reports/bench/fronts_ae.png", "reports/bench_small/leaderboard.md",
+           "reports/bench/fronts_ae.png", "reports/bench_seeds/paired.md", "reports/bench_seeds/paired_lenet5.png",
+           "reports/bench_small/leaderboard.md",
            "reports/bench_small/fronts_small_digits_ae.png",
            "reports/compare_ae/table.md", "reports/plus_vs_imp/table.md", "reports/plus_trunk_vs_imp/table.md")
 
@@ -198,7 +204,7 @@ def reproduced(repo) -> Path:
     assert _ran(prepared) | _ran(first) == {
         "prepare", "train", "evaluate", "ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus",
         "ablate_plus_gradual", "ablate_plus_rebase", "ablate_plus_rebase_mlp", "stack",
-        *COMPARE, "report", *BENCH, "leaderboard", *SMALL, "leaderboard_small"}
+        *COMPARE, "report", *BENCH, "leaderboard", *SEEDS, "leaderboard_seeds", *SMALL, "leaderboard_small"}
     return repo
 
 
@@ -226,9 +232,12 @@ def test_repro_runs_everything_then_nothing_then_only_dependents(reproduced):
     small = (repo / "reports/bench_small/leaderboard.md").read_text()
     assert all(f"## small_{task}" in small for task in SMALL_TASKS)
     assert "| density ≤ | gemonn_plus_rebase | imp |" in small
+    paired = (repo / "reports/bench_seeds/paired.md").read_text()  # seeds 0-1, 2 and 3 of the candidate and IMP
+    assert "## mlp: gemonn_plus_rebase against each baseline" in paired and "(0, 1, 2, 3)" in paired
 
     metrics = _dvc(repo, "metrics", "show", "--json")  # the headline figures and the leaderboard
-    for name in ("compare_ae_small/headline.json", "bench/leaderboard.json", "dvc_default/metrics.json"):
+    for name in ("compare_ae_small/headline.json", "bench/leaderboard.json", "bench_seeds/paired.json",
+                 "dvc_default/metrics.json"):
         assert name in metrics, name
     assert "mlp/gemonn_plus/cells_led" in metrics
     shown = _dvc(repo, "plots", "show", "-o", str(repo.parent / "plots_html"))
@@ -269,6 +278,7 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
     assert _ran(alone) == {"report"}
     assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard")) == {"leaderboard"}  # so are these
     assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard_small")) == {"leaderboard_small"}
+    assert _ran(_dvc(clone, "repro", "--single-item", "--force", "leaderboard_seeds")) == {"leaderboard_seeds"}
     assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()  # no store was opened
     _nothing_deleted(clone)
     changed = [line[3:] for line in _git(clone, "status", "--porcelain").splitlines()]
@@ -277,8 +287,8 @@ def test_a_fresh_clone_rebuilds_every_report_from_tracked_files(reproduced, tmp_
     second = _ran(_dvc(clone, "repro"))  # the cached outputs are missing: those stages run again
     assert {"prepare", "train", "evaluate", "stack", "report"} <= second
     assert not second & {"ablate@ablation_popsize", "ablate@ablation_sparsity", "ablate_plus", "ablate_plus_gradual",
-                         "ablate_plus_rebase", "ablate_plus_rebase_mlp", *COMPARE, *BENCH, *SMALL,
-                         "leaderboard", "leaderboard_small"}
+                         "ablate_plus_rebase", "ablate_plus_rebase_mlp", *COMPARE, *BENCH, *SEEDS, *SMALL,
+                         "leaderboard", "leaderboard_seeds", "leaderboard_small"}
     _nothing_deleted(clone)
 
     test_metrics = clone / "reports/dvc_default/test_metrics.json"

@@ -159,3 +159,23 @@ def test_the_candidates_own_records_join_their_task_as_one_more_method(bench, tm
             assert both[key.replace("/gemonn_plus/", "/gemonn_plus_decay/")] == value, key
     text = (tmp_path / "both" / "leaderboard.md").read_text()
     assert text.count("## mlp_digits") == 1 and "Seed 2, 3 (experiment=" in text and "gemonn_plus_decay" in text
+
+
+def test_paired_pairs_the_leaderboards_own_cells_seed_by_seed(bench, tmp_path):
+    """``ggevo-leaderboard --paired``: each difference is ours minus the baseline in the leaderboard's cells."""
+    _, record = bench
+    leaderboard([record], tmp_path / "board")
+    with open(tmp_path / "board" / "leaderboard.csv") as fh:
+        cell = {(r["density_budget"], r["method"], r["seed"]): r["test"] for r in csv.DictReader(fh)}
+    run = [sys.executable, "-m", "ggevo.pipeline.report.leaderboard", "--out", str(tmp_path / "paired"), str(record)]
+    proc = subprocess.run([*run[:3], "--paired", "gemonn_plus", *run[3:]], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "paired" / "paired.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["rival"] == "imp"]
+    assert rows
+    for r in rows:
+        mine, theirs = cell[(r["density_budget"], "gemonn_plus", r["seed"])], cell[(r["density_budget"], "imp", r["seed"])]
+        assert float(r["difference"]) == pytest.approx(100 * (float(mine) - float(theirs)), abs=1e-4)
+    bad = subprocess.run([*run[:3], "--paired", "gemonn_plus_rebase", *run[3:]], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "no method 'gemonn_plus_rebase'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

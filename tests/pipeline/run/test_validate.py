@@ -71,6 +71,9 @@ def test_an_option_given_by_task_takes_the_models_tasks_value(compose_cfg):
             assert hp["rebase_extras"] == (0.1 if preset == "gemonn_plus_rebase" and not overrides else 1.0)
     _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "~optimizer.weight_decay.classification"),
                           "optimizer.weight_decay")
+    message = _fails_before_any_run(compose_cfg("optimizer=gemonn_plus_decay", *mlp, "+optimizer.weight_decay.regression=1"),
+                                    "optimizer.weight_decay")
+    assert "'regression' is not a model task" in message
 
 
 def test_what_selection_scores_may_be_given_by_task(compose_cfg):

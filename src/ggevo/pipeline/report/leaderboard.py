@@ -12,6 +12,9 @@ written with ``score_test: true``, so each front member carries its test scores)
     fronts_<task>.png   every method's front on validation data (seed by line style)
     fronts_<task>.csv   the same fronts as one long table, for ``dvc plots``
 
+With ``--paired METHOD`` it writes instead METHOD against each baseline seed by seed, the mean difference over the
+seeds and its 95% interval (``ggevo.pipeline.report.paired``; DVC ``leaderboard_seeds``, ten seeds).
+
 The rule (docs/ALGORITHM.md, "Benchmark"): under a density budget B, a method's member is the one of its
 final front with density ≤ B (0.1% tolerance, as everywhere) that scores best on the validation split;
 the cell is that member's score on the test split: accuracy for a classifier, MSE for an autoencoder.
@@ -32,6 +35,7 @@ from ggevo.pipeline.core.plotting import new_figure, save_figure
 from ggevo.pipeline.record.sweep_record import job_order, read_record
 from ggevo.pipeline.report.bench import (BANDS, BUDGETS, CHECK_SUFFIX, Task, bands_covered, cells, compare, mean_score,
                                          front_size, merged, read_task, standing)
+from ggevo.pipeline.report.paired import write_paired
 from ggevo.pipeline.report.report import write_fronts_csv
 from ggevo.pipeline.run.cli import fail
 
@@ -196,7 +200,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Leaderboard of the bench sweeps: every method, task and density budget.")
     ap.add_argument("records", nargs="+", type=Path, help="sweep records (reports/sweeps/bench_<task>)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench"), help="output folder (default reports/bench)")
+    ap.add_argument("--paired", metavar="METHOD",
+                    help="write instead METHOD (one of ours, e.g. gemonn_plus_rebase) against each baseline, seed by "
+                         "seed: paired.md, paired.csv, paired.json, paired_<task>.png")
     args = ap.parse_args()
+    if args.paired:
+        try:
+            write_paired(merged([read_task(read_record(r)) for r in args.records]), args.paired, args.out, args.records)
+        except (FileNotFoundError, ValueError) as err:
+            fail(err)
+        print(f"wrote {args.out / 'paired.md'}")
+        return
     try:
         metrics = leaderboard(args.records, args.out)
     except (FileNotFoundError, ValueError) as err:

@@ -63,11 +63,15 @@ def optimizer_arguments(o: DictConfig, task: str = "reconstruction") -> dict:
 def for_task(value, task: str, key: str):
     """An optimizer option given by the model's task, a mapping such as ``weight_decay: {classification: 0.5,
     reconstruction: 0.0}`` (its keys model tasks, ``lit.tasks.TASKS``), is its value for ``task``; any other
-    value is itself. A mapping without ``task`` fails, naming the key."""
+    value is itself. A mapping without ``task``, or with a key that is not a task beside those that are, fails,
+    naming the key."""
     if isinstance(value, DictConfig):
         value = OmegaConf.to_container(value, resolve=True)
-    if not (isinstance(value, dict) and value and set(value) <= set(TASKS)):
+    if not (isinstance(value, dict) and set(value) & set(TASKS)):
         return value
+    unknown = sorted(set(value) - set(TASKS))
+    if unknown:
+        raise ConfigError(f"optimizer.{key}: {unknown[0]!r} is not a model task (the tasks: {', '.join(TASKS)})")
     _require(task in value, f"optimizer.{key}", f"gives no value for the model's task {task!r} (it has {sorted(value)})")
     return value[task]
 
