@@ -10,8 +10,8 @@ import torch
 
 from ggevo.pipeline.record.front_csv import write_front_csv
 from ggevo.pipeline.record.sweep_record import Job
-from ggevo.pipeline.report.bench import Task, pick
-from ggevo.pipeline.report.paired import BEST, LABELS, paired, write_paired
+from ggevo.pipeline.report.bench import BUDGETS, Task, pick
+from ggevo.pipeline.report.paired import BEST, LABELS, bar, paired, write_paired
 
 T_975_2DF = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (3 seeds)
 
@@ -76,6 +76,13 @@ def test_the_best_baseline_is_taken_per_seed_on_the_seeds_every_baseline_ran(tmp
     # seed 0 at <= 0.1: ours 0.91, imp 0.90, gmp's best on validation 0.95 (test); seed 1: 0.87, 0.88, 0.93
     assert best.differences["0"] == pytest.approx(100 * (0.91 - 0.95))
     assert best.differences["1"] == pytest.approx(100 * (0.87 - 0.93))
+    as_ours = paired(_task(tmp_path / "again", FRONTS), "imp")  # a baseline against the others, not itself
+    assert set(as_ours) == {"gmp", BEST}
+    assert as_ours[BEST][0.1].differences == pytest.approx(as_ours["gmp"][0.1].differences)
+    bars = bar(_task(tmp_path / "bars", FRONTS))  # every method that ran every seed: gmp has no seed 2
+    assert set(bars) == {"gemonn_plus", "imp"}
+    assert bars["imp"][0.1].differences == pytest.approx(as_ours[BEST][0.1].differences)
+    assert bars["gemonn_plus"][0.1].differences == pytest.approx(best.differences)
 
 
 def test_an_autoencoder_pairs_the_log_of_its_mse_ratio(tmp_path):
@@ -96,6 +103,8 @@ def test_the_files_agree_and_an_unknown_method_is_named(tmp_path):
         rows = list(csv.DictReader(fh))
     imp_half = [float(r["difference"]) for r in rows if r["rival"] == "imp" and r["density_budget"] == "0.5"]
     assert statistics.fmean(imp_half) == pytest.approx(metrics["toy/0.5/imp"]["mean"], abs=1e-5)
+    barred = {f"toy/{b:g}/bar/{m}" for b in BUDGETS for m in ("gemonn_plus", "imp")}
+    assert {k for k in metrics if "/bar/" in k} == barred
     text = (out / "paired.md").read_text()
     assert "## toy: gemonn_plus against each baseline" in text and f"| {LABELS[BEST]} |" in text
     assert (out / "paired_toy.png").stat().st_size > 10_000

@@ -7,11 +7,13 @@ accuracy (points), or for an autoencoder the log of ours over the baseline's tes
 leaderboard's rule (``bench.pick``). Over the seeds both have a member: the mean and the half-width of its 95%
 Student-t interval (an autoencoder's as a ratio: the geometric mean and its interval), and on how many seeds ours is
 behind (a seed where only the baseline has a member that sparse counts as behind and has no difference). The last
-row is the best of all the baselines on each seed, on the seeds every baseline ran.
+row is the best of all the baselines on each seed, on the seeds every baseline ran. Beside it, the bar (``bar``):
+every method that ran every seed, each baseline included, against the best of the baselines other than itself.
 
     paired.md            per task, a table: baseline × density budget
     paired.csv           every seed's difference, one row per (task, budget, baseline, seed)
-    paired.json          per task, budget and baseline: mean, ci95 (half-width), n, behind (DVC metrics)
+    paired.json          per task, budget and baseline: mean, ci95 (half-width), n, behind (DVC metrics); and under
+                         ``bar/<method>`` every method against the best of the others (``bar``)
     paired_<task>.png    the means with their intervals against the density budget, a line per baseline
 """
 
@@ -64,18 +66,20 @@ def difference(mine: float, rival: float, classifier: bool) -> float:
 
 
 def paired(task: Task, ours: str) -> dict[str, dict[float, Paired]]:
-    """``{rival: {budget: Paired}}`` for ``ours`` against each baseline of ``task`` and the best of them per seed."""
+    """``{rival: {budget: Paired}}`` for ``ours`` against each baseline of ``task`` other than itself (any method may
+    be ``ours``: a baseline is then measured against the others) and the best of them per seed."""
     if ours not in task.methods:
         raise ValueError(f"task {task.name} has no method {ours!r} (it has {', '.join(task.methods)})")
     table = cells(task)
+    baselines = [m for m in task.baselines if m != ours]
     out: dict[str, dict[float, Paired]] = {}
-    for rival in [*task.baselines, BEST]:
+    for rival in [*baselines, BEST]:
         out[rival] = {}
         for b, by_method in table.items():
             diffs, behind, seeds = {}, 0, 0
             for seed, mine in by_method[ours].items():
                 if rival == BEST:
-                    picks = [by_method[m].get(seed, False) for m in task.baselines]
+                    picks = [by_method[m].get(seed, False) for m in baselines]
                     if any(p is False for p in picks):
                         continue  # a baseline did not run this seed
                     scores = [p.test for p in picks if p is not None]
@@ -111,7 +115,15 @@ def _cell(p: Paired, classifier: bool) -> str:
     return f"{'**' + text + '**' if significant else text} ({p.behind} of {p.seeds})"
 
 
-def task_markdown(task: Task, ours: str, result: dict[str, dict[float, Paired]]) -> str:
+def bar(task: Task) -> dict[str, dict[float, Paired]]:
+    """Every method that ran every seed of ``task``, against the best of the baselines other than itself per seed
+    (``{method: {budget: Paired}}``): how far below that bar the baselines themselves sit."""
+    seeds = set(task.seeds())
+    return {m: paired(task, m)[BEST] for m, jobs in task.methods.items() if {j.seed for j in jobs} == seeds}
+
+
+def task_markdown(task: Task, ours: str, result: dict[str, dict[float, Paired]],
+                  bars: dict[str, dict[float, Paired]]) -> str:
     seeds = sorted({s for by_b in result.values() for p in by_b.values() for s in p.differences}, key=job_order)
     unit = ("test accuracy minus the rival's in points, the mean ± the half-width of its 95% t-interval"
             if task.classifier else
@@ -125,6 +137,12 @@ def task_markdown(task: Task, ours: str, result: dict[str, dict[float, Paired]])
     for rival, by_budget in result.items():
         row = " | ".join(_cell(by_budget[b], task.classifier) for b in BUDGETS)
         lines.append(f"| {LABELS.get(rival, rival)} | {row} |")
+    lines += ["", f"The bar, measured on the baselines: each method that ran every seed against the best of the "
+              f"baselines other than itself on each seed (for {ours}: its last row above). The best of several "
+              f"noisy scores sits above most single methods' even where they are equally good.", "",
+              "| method | " + " | ".join(f"≤ {b:g}" for b in BUDGETS) + " |", "|---|" + "---|" * len(BUDGETS)]
+    for method, by_budget in bars.items():
+        lines.append(f"| {method} | " + " | ".join(_cell(by_budget[b], task.classifier) for b in BUDGETS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -157,24 +175,30 @@ def plot_task(task: Task, ours: str, result: dict[str, dict[float, Paired]], pat
                 logy=not task.classifier, title=f"{task.name}: {ours} vs each baseline, mean and 95% interval")
 
 
+def _figures(p: Paired) -> dict:
+    h = p.half_width
+    return {"mean": None if p.mean is None else round(p.mean, 6), "ci95": None if h is None else round(h, 6),
+            "n": p.n, "behind": p.behind}
+
+
 def write_paired(tasks: list[Task], ours: str, out: Path, records: list[Path]) -> dict:
     """Write ``paired.md``, ``.csv``, ``.json`` and ``paired_<task>.png`` for ``ours`` on ``tasks``; returns the
     metrics."""
     out.mkdir(parents=True, exist_ok=True)
     sections, rows, metrics = [], [], {}
     for task in tasks:
-        result = paired(task, ours)
-        sections.append(task_markdown(task, ours, result))
+        result, bars = paired(task, ours), bar(task)
+        sections.append(task_markdown(task, ours, result, bars))
         plot_task(task, ours, result, out / f"paired_{task.name}.png")
         for rival, by_budget in result.items():
             for b, p in by_budget.items():
                 for seed, d in sorted(p.differences.items(), key=lambda kv: job_order(kv[0])):
                     rows.append({"task": task.name, "density_budget": b, "rival": rival, "seed": seed,
                                  "difference": f"{d:.6g}"})
-                h = p.half_width
-                metrics[f"{task.name}/{b:g}/{rival}"] = {
-                    "mean": None if p.mean is None else round(p.mean, 6),
-                    "ci95": None if h is None else round(h, 6), "n": p.n, "behind": p.behind}
+                metrics[f"{task.name}/{b:g}/{rival}"] = _figures(p)
+        for method, by_budget in bars.items():
+            for b, p in by_budget.items():
+                metrics[f"{task.name}/{b:g}/bar/{method}"] = _figures(p)
     header = ["# Ours against each baseline, seed by seed", "",
               f"`ggevo-leaderboard --paired {ours}` of the sweep records "
               + ", ".join(f"`{r.as_posix()}`" for r in records) + " (`dvc repro leaderboard_seeds`). Where the "
