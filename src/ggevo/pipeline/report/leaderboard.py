@@ -201,8 +201,8 @@ def main() -> None:
     ap.add_argument("records", nargs="+", type=Path, help="sweep records (reports/sweeps/bench_<task>)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench"), help="output folder (default reports/bench)")
     ap.add_argument("--paired", metavar="METHOD",
-                    help="write instead METHOD (one of ours, e.g. gemonn_plus_rebase) against each baseline, seed by "
-                         "seed: paired.md, paired.csv, paired.json, paired_<task>.png")
+                    help="write instead METHOD (e.g. gemonn_plus_rebase; a baseline is measured against the others) "
+                         "against each baseline, seed by seed: paired.md, paired.csv, paired.json, paired_<task>.png")
     args = ap.parse_args()
     if args.paired:
         try:
