@@ -18,10 +18,12 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist (``-n 2 --dist loadgroup``, as CI runs the slow tests): the tests of one file share a
     worker, so its module fixtures are built once, and so do all that use the team setup (one PostgreSQL,
-    MLflow server and Ray head a session)."""
+    MLflow server and Ray head a session). First among the hooks: xdist reads the group in its own, and a marker
+    added after it is not seen (each worker then built the file's fixtures again)."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
