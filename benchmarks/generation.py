@@ -46,8 +46,8 @@ from ggevo.ea import FlatParams
 from ggevo.ea.compiling import replace_rows_, row_density_and_finite
 from ggevo.ea.evaluate import PopulationEvaluator
 from ggevo.ea.init import initial_population
-from ggevo.ea.operators.sbx_kernel import run_kernel
-from ggevo.ea.operators.zero_mutation import zero_mutation_
+from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
+from ggevo.ea.operators.mutation.zero_mutation import zero_mutation_
 from ggevo.ea.selection import binary_tournament, rank_and_crowding
 from ggevo.lit.tasks import reconstruction_loss
 from ggevo.models import TiedAutoencoder

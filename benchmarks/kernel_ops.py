@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from ggevo.ea.operators.counter_rng import counter_hash_i32
-from ggevo.ea.operators.sbx_kernel import run_kernel
+from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
 from phases import median_seconds, set_up_as_ggevo_train
 
 

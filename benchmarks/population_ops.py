@@ -5,7 +5,7 @@ each operation by the path a run takes and by the path it replaced, interleaved 
   and masked fill (``_prune_row``, still the path off CPU), two children of about half nonzero entries;
 - the moments two children inherit (``inherit``): compiled against eager.
 
-Each pair gives the same numbers bit for bit (``tests/ea/operators/test_magnitude_prune.py``,
+Each pair gives the same numbers bit for bit (``tests/ea/operators/mutation/test_magnitude_prune.py``,
 ``tests/ea/operators/test_lamarck.py``).
 
     python benchmarks/population_ops.py               # two threads, as ggevo-train on 2 cores
@@ -20,7 +20,7 @@ import torch
 
 from ggevo.compiling import compile_available
 from ggevo.ea.operators.lamarck import Moments, inherit
-from ggevo.ea.operators.magnitude_prune import _prune_row, magnitude_prune_
+from ggevo.ea.operators.mutation.magnitude_prune import _prune_row, magnitude_prune_
 from phases import median_seconds, set_up_as_ggevo_train
 
 DIM = 393_284  # the paper's tied autoencoder 784-500-784

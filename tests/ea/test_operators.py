@@ -6,7 +6,7 @@ import torch
 
 from ggevo.ea.operators import grad_guided_sbx, polynomial_mutation, sbx, zero_mutation
 from ggevo.ea.operators.counter_rng import counter_hash, remix
-from ggevo.ea.operators.sbx_kernel import run_kernel, sbx_kernel, spread, spreads
+from ggevo.ea.operators.crossover.sbx_kernel import run_kernel, sbx_kernel, spread, spreads
 from tests.ea.reference import reference_children
 
 

@@ -13,8 +13,8 @@ import torch
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 
-from ggevo.ea.operators.pymoo_pm import pymoo_pm_
-from ggevo.ea.operators.pymoo_sbx import pymoo_sbx
+from ggevo.ea.operators.mutation.pymoo_pm import pymoo_pm_
+from ggevo.ea.operators.crossover.pymoo_sbx import pymoo_sbx
 
 
 class Rows:
@@ -72,7 +72,7 @@ class OnRows:
 
 class TorchSBX(OnRows, SBX):
     """pymoo's SBX (its parameters, and ``Crossover.do``'s choice of which matings cross) whose
-    coordinates ``ggevo.ea.operators.pymoo_sbx`` computes on the rows pymoo's variables name."""
+    coordinates ``ggevo.ea.operators.crossover.pymoo_sbx`` computes on the rows pymoo's variables name."""
 
     def __init__(self, eta: float, prob: float, prob_var: float = 0.5, prob_bin: float = 0.5):
         super().__init__(eta=eta, prob=prob, prob_var=prob_var, prob_bin=prob_bin)
@@ -103,7 +103,7 @@ class TorchSBX(OnRows, SBX):
 
 class TorchPM(OnRows, PM):
     """pymoo's PM (its parameters, and ``Mutation.do``'s choice of which individuals mutate) whose
-    coordinates ``ggevo.ea.operators.pymoo_pm`` computes on the rows pymoo's variables name."""
+    coordinates ``ggevo.ea.operators.mutation.pymoo_pm`` computes on the rows pymoo's variables name."""
 
     def __init__(self, eta: float, rate: float | None):
         super().__init__(eta=eta)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ggevo.ea.operators.sites import mutation_sites
+from ggevo.ea.operators.mutation.sites import mutation_sites
 
 
 def zero_mutation_(x: torch.Tensor, *, rate: float | None = None, generator: torch.Generator,

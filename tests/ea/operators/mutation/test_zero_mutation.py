@@ -2,7 +2,7 @@
 
 import torch
 
-from ggevo.ea.operators.zero_mutation import zero_mutation_
+from ggevo.ea.operators.mutation.zero_mutation import zero_mutation_
 
 
 def test_zero_mutation_touches_only_the_columns_given():

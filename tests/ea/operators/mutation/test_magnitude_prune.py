@@ -2,7 +2,7 @@
 
 import torch
 
-from ggevo.ea.operators.magnitude_prune import _prune_row, kth_smallest, magnitude_prune_
+from ggevo.ea.operators.mutation.magnitude_prune import _prune_row, kth_smallest, magnitude_prune_
 
 
 def test_magnitude_pruning_drops_the_smallest_weights_only():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ggevo.ea.operators.sbx_kernel import pair_rows, run_kernel
+from ggevo.ea.operators.crossover.sbx_kernel import pair_rows, run_kernel
 
 
 def sbx(

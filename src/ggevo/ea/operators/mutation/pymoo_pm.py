@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ggevo.ea.operators.sites import mutation_sites
+from ggevo.ea.operators.mutation.sites import mutation_sites
 
 
 def pm_values(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, u: torch.Tensor, eta: float) -> torch.Tensor:
