@@ -8,8 +8,8 @@ from pymoo.operators.crossover.sbx import cross_sbx
 from pymoo.operators.mutation.pm import mut_pm
 
 from ggevo.compiling import compile_available
-from ggevo.ea.operators.mutation.pymoo_pm import pm_values, pymoo_pm_
 from ggevo.ea.operators.crossover.pymoo_sbx import pymoo_sbx, sbx_children
+from ggevo.ea.operators.mutation.pymoo_pm import pm_values, pymoo_pm_
 
 ETA = 20.0
 

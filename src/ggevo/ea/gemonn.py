@@ -22,12 +22,12 @@ from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import count_within
 from ggevo.ea.gemonn_options import gemonn_options
 from ggevo.ea.init import initial_population
+from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.mutation.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.mutation.polynomial_mutation import polynomial_mutation_
-from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
-from ggevo.ea.operators.trunk import branch_, prune_trunk_, record_due, trunk_record_due
 from ggevo.ea.operators.mutation.zero_mutation import zero_mutation_
+from ggevo.ea.operators.trunk import branch_, prune_trunk_, record_due, trunk_record_due
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
 

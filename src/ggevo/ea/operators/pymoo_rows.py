@@ -13,8 +13,8 @@ import torch
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 
-from ggevo.ea.operators.mutation.pymoo_pm import pymoo_pm_
 from ggevo.ea.operators.crossover.pymoo_sbx import pymoo_sbx
+from ggevo.ea.operators.mutation.pymoo_pm import pymoo_pm_
 
 
 class Rows:
