@@ -14,6 +14,7 @@ from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.interrupts import RunKilled
 from ggevo.pipeline.record.front_csv import read_front_csv
 from ggevo.pipeline.run.train import apply_budget, evaluations_for, generations_for, train
+from ggevo.pipeline.run.validate import optimizer_arguments
 from tests.conftest import ROOT, full_and_resumed
 from tests.pipeline.records import runs as _runs
 
@@ -278,6 +279,24 @@ def test_a_trunk_preset_without_budget_spends_the_population_generations_budget(
     fixed = _job("optimizer=gemonn_plus_rebase", "optimizer.trunk_fraction=null", "optimizer.trunk=100")
     apply_budget(fixed)  # a trunk given in generations: trainer.max_steps counts them too
     assert fixed.budget is None and fixed.trainer.max_steps == 3000 and fixed.optimizer.trunk == 100
+
+
+def test_the_trunk_share_and_the_warmup_follow_the_model_task():
+    """gemonn_plus_rebase gives the trunk's share and the warm-up by task: on a classifier half the budget and 150
+    generations, on an autoencoder 0.32 and 300 (above); the optimizer is built with the warm-up the budget counted."""
+    mlp = _job("optimizer=gemonn_plus_rebase", "model=mlp", "budget=10000")
+    apply_budget(mlp)
+    assert mlp.optimizer.trunk == 5000
+    assert mlp.trainer.max_steps == 5000 + 150 + (10000 - 5000 - 10 * 150) // 12
+    assert optimizer_arguments(mlp.optimizer, mlp.model.task)["warmup"] == 150
+    one = _job("optimizer=gemonn_plus_rebase", "model=mlp", "budget=10000", "optimizer.warmup=20",
+               "optimizer.trunk_fraction=0.1")  # a plain value is every task's
+    apply_budget(one)
+    assert one.optimizer.trunk == 1000 and one.trainer.max_steps == 1000 + 20 + (10000 - 1000 - 10 * 20) // 12
+    partial = _job("optimizer=gemonn_plus_rebase", "model=mlp", "budget=10000",
+                   "~optimizer.trunk_fraction", "+optimizer.trunk_fraction={reconstruction: 0.5}")
+    with pytest.raises(ConfigError, match=r"optimizer\.trunk_fraction: gives no value for the model's task"):
+        apply_budget(partial)
 
 
 def test_gemonn_plus_resumes_exactly_mid_run(compose_cfg, tmp_path):

@@ -28,7 +28,7 @@ from ggevo.pipeline.record.tracking import flatten_config, run_tags
 from ggevo.pipeline.run.build import build, build_recorder, build_trainer
 from ggevo.pipeline.run.checks import Resume, check_module_matches, check_world, config_stamp, run_folder_tags
 from ggevo.pipeline.run.results import input_example, run_result
-from ggevo.pipeline.run.validate import evolves_population, validate
+from ggevo.pipeline.run.validate import evolves_population, for_task, validate
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -94,14 +94,16 @@ def _apply_budget(cfg: DictConfig) -> None:
         if cfg.get("budget") is not None:  # a gradient method's steps are its evaluations
             cfg.trainer.max_steps = int(cfg.budget)
         return
-    population = (o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), o.get("warmup", 0))
+    task = cfg.model.get("task", "reconstruction")  # the warm-up and the trunk's share may be given by task
+    warmup, fraction = (for_task(o.get(k), task, k) for k in ("warmup", "trunk_fraction"))
+    population = (o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), warmup or 0)
     if cfg.get("budget") is None:
-        if o.get("trunk_fraction") is None:
+        if fraction is None:
             return
         # the budget trainer.max_steps generations of the population alone spend, of which the trunk takes its share
         cfg.budget = evaluations_for(int(cfg.trainer.max_steps), *population)
-    if o.get("trunk_fraction") is not None:  # the trunk's share of the budget, in generations (one evaluation each)
-        o.trunk = int(round(float(o.trunk_fraction) * int(cfg.budget)))
+    if fraction is not None:  # the trunk's share of the budget, in generations (one evaluation each)
+        o.trunk = int(round(float(fraction) * int(cfg.budget)))
     cfg.trainer.max_steps = generations_for(int(cfg.budget), *population, o.get("trunk", 0))
 
 

@@ -119,7 +119,7 @@ def _validate_optimizer(o: DictConfig, task: str) -> None:
     if population:
         _require(isinstance(o.get("reevaluate_parents", False), bool), "optimizer.reevaluate_parents",
                  f"must be true or false, got {o.get('reevaluate_parents')!r}")
-        fraction = o.get("trunk_fraction")
+        fraction = for_task(o.get("trunk_fraction"), task, "trunk_fraction")
         _require(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
                                       and 0 <= fraction < 1), "optimizer.trunk_fraction",
                  f"must be null or a fraction of the budget in [0, 1), got {fraction!r}")
