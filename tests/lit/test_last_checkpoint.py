@@ -10,7 +10,13 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import ggevo.ea.gemonn
-from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, GenerationCheckpoint, StoreBeforeCheckpoint
+from ggevo.ea.front import first_front, knee
+from ggevo.lit.last_checkpoint import (
+    CheckpointOnInterrupt,
+    FileCheckpointIO,
+    GenerationCheckpoint,
+    StoreBeforeCheckpoint,
+)
 from tests.lit.tiny_run import RecordingLogger, fit, generation_state, tiny_module, tiny_trainer
 
 
@@ -126,3 +132,41 @@ def test_every_logger_stores_what_it_holds_before_each_checkpoint_is_written(tmp
     for logger in loggers:
         for i, step in enumerate((2, 4, 6)):
             assert (step, written[:i]) in logger.saves, (logger.name, step, logger.saves)
+
+
+def test_a_checkpoint_file_is_replaced_whole_or_left_as_it_was(tmp_path):
+    """``FileCheckpointIO`` writes a temporary file and renames it over the checkpoint: a save that fails
+    half-way leaves the previous checkpoint and no temporary file."""
+    path = tmp_path / "sub" / "last.ckpt"
+    first = {"global_step": 3, "x": torch.arange(5.0)}
+    FileCheckpointIO().save_checkpoint(first, path)
+    loaded = torch.load(path, weights_only=False)
+    assert loaded["global_step"] == 3 and torch.equal(loaded["x"], first["x"])
+    with pytest.raises(Exception):
+        FileCheckpointIO().save_checkpoint({"global_step": 4, "x": torch.ones(5), "bad": lambda: 0}, path)
+    assert torch.load(path, weights_only=False)["global_step"] == 3
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def knee_row(X: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+    front = first_front(F)
+    return X[int(front[knee(F[front])])]
+
+
+def flat(state: dict) -> torch.Tensor:
+    return torch.cat([v.reshape(-1) for v in state.values()])
+
+
+def test_the_model_holds_the_knee_in_every_checkpoint_and_at_the_end_between_status_records(tmp_path):
+    """Warm-up generations between their records write no status and leave the knee out of the model's
+    parameters (``PopulationOptimizer.load_knee``); the checkpoint of generation 4 and the model after the last
+    (5th) hold the knee of their generation all the same, though every network moved since the last record."""
+    module = tiny_module(warmup=20, warmup_records=2, local_search_lr=0.05)
+    fit(tiny_trainer(5, [periodic(tmp_path, every=4)]), module)
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    state = ckpt["optimizer_states"][0]["state"][0]
+    assert ckpt["global_step"] == 4
+    assert torch.equal(flat(ckpt["state_dict"]), knee_row(state["X"], state["F"]))
+    live = module.gemonn.run_state
+    assert torch.equal(flat(module.model.state_dict()), knee_row(live["X"], live["F"]))
+    assert not torch.equal(knee_row(live["X"], live["F"]), knee_row(state["X"], state["F"]))

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers.logger import Logger
 
 from ggevo.data.stream import MinibatchStream
 from ggevo.ea import GEMONN
+from ggevo.lit.last_checkpoint import FileCheckpointIO
 from ggevo.lit.module import EvolutionModule
 from ggevo.models import MLP
 
@@ -44,11 +45,11 @@ class TinyData(pl.LightningDataModule):
 def tiny_trainer(max_steps: int, callbacks: list[pl.Callback], logger: Logger | list[Logger] | bool = False,
                  root: Path | None = None) -> pl.Trainer:
     """A CPU Trainer of ``max_steps`` generations with only ``callbacks`` (no bar, no summary; checkpoints
-    only where a ``ModelCheckpoint`` is among ``callbacks``)."""
+    only where a ``ModelCheckpoint`` is among ``callbacks``, written as ``pipeline.run.build`` writes them)."""
     return pl.Trainer(max_steps=max_steps, logger=logger, callbacks=callbacks, accelerator="cpu", devices=1,
                       enable_progress_bar=False, enable_model_summary=False,
                       enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-                      default_root_dir=str(root) if root is not None else None)
+                      default_root_dir=str(root) if root is not None else None, plugins=[FileCheckpointIO()])
 
 
 def fit(trainer: pl.Trainer, module: EvolutionModule, ckpt_path: Path | None = None) -> None:

@@ -1,12 +1,16 @@
 """A run's checkpoints: the periodic one, and the one a dying run leaves (saved on Ctrl-C, SIGTERM or an
-exception, so no generation is lost)."""
+exception, so no generation is lost), written straight to a file (``FileCheckpointIO``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ggevo.lit.module import EvolutionModule
 
@@ -53,3 +57,24 @@ class GenerationCheckpoint(ModelCheckpoint):
         due = getattr(trainer.lightning_module, "checkpoint_due", None)
         return super()._should_skip_saving_checkpoint(trainer) or not (
             due(step, self.every) if due is not None else step % self.every == 0)
+
+
+class FileCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer for a local path: ``torch.save`` into a temporary file beside the
+    checkpoint, then an atomic rename over it, so a run killed while saving leaves the previous checkpoint
+    whole (as Lightning's own writer does). Lightning's writer serialises into memory, copies that buffer and
+    writes the copy through fsspec: a population's 48 MB checkpoint took a median 165 ms that way and 77 ms
+    this way (``benchmarks/README.md``, "a twenty-fifth session"). Any other path (a URL) goes to Lightning's."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -240,6 +240,17 @@ def test_a_budgeted_trunk_run_interrupted_resumes(compose_cfg, tmp_path):
     assert state["evaluations"] == 50 and state["generation"] == generations_for(50, 4, True, 2, warmup=1, trunk=16)
 
 
+def test_a_trunk_validates_its_front_as_often_as_it_is_checkpointed(compose_cfg):
+    """A trunk's front (the trunk and the networks not yet branched) is validated where its checkpoint is due: of a
+    trunk of 12 generations of 4 networks, validated every 2, at 8 and 12; after it at every 2."""
+    cfg = compose_cfg("model=mlp", "~model.hidden", "model.widths=[16]", "data=digits", "optimizer=gemonn_plus_trunk",
+                      "optimizer.pop_size=4", "optimizer.warmup=1", "optimizer.trunk_fraction=null", "optimizer.trunk=12",
+                      "trainer.max_steps=18", "trainer.val_check_interval=2", "hv_ref=[1.1,1.1]")
+    train(cfg)
+    client, (run,) = _runs(cfg)
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/loss_min")) == [8, 12, 14, 16, 18]
+
+
 def test_budget_counts_warmup_and_offspring():
     # warm-up generations score N; later ones N re-scored parents + M children
     g = generations_for(10 * 3 + 12 * 5, 10, True, 2, warmup=3)

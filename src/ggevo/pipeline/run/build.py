@@ -16,7 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ggevo.lit.clock import RunClock
 from ggevo.lit.gradient import GradientModule
-from ggevo.lit.last_checkpoint import CheckpointOnInterrupt, GenerationCheckpoint, StoreBeforeCheckpoint
+from ggevo.lit.last_checkpoint import (
+    CheckpointOnInterrupt,
+    FileCheckpointIO,
+    GenerationCheckpoint,
+    StoreBeforeCheckpoint,
+)
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.sparse import SparseModule, build_method, method_options
 from ggevo.pipeline.core.errors import ConfigError
@@ -96,10 +101,10 @@ def build_recorder(cfg: DictConfig, out: Path) -> Recorder:
 def build_trainer(cfg: DictConfig, recorder: Recorder, out: Path, clock: RunClock,
                   callbacks: list[pl.Callback] = ()) -> pl.Trainer:
     """The Trainer: a checkpoint every ``checkpoint.every_n_steps`` generations (``GenerationCheckpoint``) and on
-    any interruption."""
+    any interruption, each written straight to its file (``FileCheckpointIO``)."""
     checkpoints = GenerationCheckpoint(out / "checkpoints", cfg.checkpoint.every_n_steps)
     last = out / "checkpoints" / "last.ckpt"
-    return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out),
+    return instantiate(cfg.trainer, logger=recorder, default_root_dir=str(out), plugins=[FileCheckpointIO()],
                        callbacks=[StoreBeforeCheckpoint(), checkpoints, CheckpointOnInterrupt(last),
                                   *build_callbacks(cfg), clock, *callbacks])
 
