@@ -305,9 +305,7 @@ class GEMONN(PopulationOptimizer):
         self._consistent = False  # the step is written into the row itself: no copies of it, its moments
         _, Mt = self._local_search(X[one], Ft, Gt, Moments(moments.M[one], moments.V[one], moments.T[one]),
                                    inplace=True)
-        F[one], moments.T[one] = Ft, Mt.T
-        if not hp["reevaluate_parents"]:  # else the next generation scores it afresh before anything reads G
-            G[one] = Gt
+        F[one], moments.T[one] = Ft, Mt.T  # not Gt: a trunk re-scores parents (gemonn_options), so no one reads G
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
                          start=round(hp["trunk_prune_start"] * hp["trunk"]), rebase=hp.get("trunk_rebase", False),
@@ -409,8 +407,8 @@ class GEMONN(PopulationOptimizer):
             rng=bytes(self.generator.get_state().numpy()),
         )
         self._consistent = True
-        if not report:  # the knee is written when a status is, or before a checkpoint (``load_knee``)
-            self._knee_stale = True
+        self._knee_stale = not report  # the knee is written with a status, else before a checkpoint (``load_knee``)
+        if not report:
             return None
         front = self.front_indices()  # sorted once for the status and the knee
         status = self.status(front)
