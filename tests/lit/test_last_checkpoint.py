@@ -2,6 +2,7 @@
 and the record made whole before every checkpoint (``StoreBeforeCheckpoint``), on tiny real GEMONN runs, some
 interrupted by a real Ctrl-C."""
 
+import io
 import signal
 
 import pytest
@@ -15,6 +16,7 @@ from ggevo.lit.last_checkpoint import (
     CheckpointOnInterrupt,
     FileCheckpointIO,
     GenerationCheckpoint,
+    PiecewiseWriter,
     StoreBeforeCheckpoint,
 )
 from tests.lit.tiny_run import RecordingLogger, fit, generation_state, tiny_module, tiny_trainer
@@ -146,6 +148,35 @@ def test_a_checkpoint_file_is_replaced_whole_or_left_as_it_was(tmp_path):
         FileCheckpointIO().save_checkpoint({"global_step": 4, "x": torch.ones(5), "bad": lambda: 0}, path)
     assert torch.load(path, weights_only=False)["global_step"] == 3
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+class WriteSizes(io.BytesIO):
+    """A file in memory that keeps the size of every write it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def write(self, data) -> int:
+        self.sizes.append(memoryview(data).nbytes)
+        return super().write(data)
+
+
+def test_a_checkpoint_is_written_in_pieces_of_at_most_a_megabyte_the_same_bytes_as_torch_save():
+    """``PiecewiseWriter`` (what ``FileCheckpointIO`` saves through) hands the file no write above its piece, and
+    the file holds the bytes ``torch.save`` writes into memory, which load back to the same checkpoint."""
+    checkpoint = {"global_step": 7, "X": torch.randn(3, 400_000), "T": torch.arange(3.0), "tag": "gemonn"}
+    file = WriteSizes()
+    torch.save(checkpoint, PiecewiseWriter(file))
+    whole = io.BytesIO()
+    torch.save(checkpoint, whole)
+    assert max(file.sizes) == 1 << 20 and sum(file.sizes) == len(whole.getvalue())
+    assert file.getvalue() == whole.getvalue()
+    loaded = torch.load(io.BytesIO(file.getvalue()), weights_only=False)
+    assert loaded["tag"] == "gemonn" and torch.equal(loaded["X"], checkpoint["X"])
+    small = WriteSizes()
+    torch.save(checkpoint, PiecewiseWriter(small, piece=1000))
+    assert max(small.sizes) == 1000 and small.getvalue() == whole.getvalue()
 
 
 def knee_row(X: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
