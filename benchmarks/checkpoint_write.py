@@ -62,7 +62,8 @@ def alone(folder: Path, saves: int, pause: float) -> None:
           f"alternating, {pause} s apart")
     groups = [
         {"torch.save to the path": lambda p: plain(ck, p), "torch.save in 1 MB writes": lambda p: PIECES(ck, p)},
-        {"its bytes in one write": lambda p: p.write_bytes(data), "its bytes in 1 MB writes": lambda p: in_pieces(p, data)},
+        {"its bytes in one write": lambda p: p.write_bytes(data),
+         "its bytes in 1 MB writes": lambda p: in_pieces(p, data)},
     ]
     count = 0
     for group in groups:
