@@ -182,21 +182,29 @@ def timed_generations(opt_factory, model, evaluator, batch, count: int, state: d
     return statistics.median(seconds)
 
 
-def report_late(opt_factory, model, evaluator, batch, count: int, hidden: int, pop_size: int) -> None:
-    """Prints ``late / early generation`` with flush_denormal on (ggevo-train's default) and off."""
+def report_late(opt_factory, model, evaluator, batch, count: int, hidden: int, pop_size: int,
+                rounds: int = 3) -> None:
+    """Prints ``late / early generation`` with flush_denormal on (ggevo-train's default) and off: the median
+    over ``rounds`` rounds of a fresh block and a late block of ``count`` generations each, the blocks'
+    order alternating from round to round, so a slow spell of the machine lands on neither side."""
     from ggevo.pipeline.core.numerics import flush_denormals
 
     state = late_state(hidden, pop_size)
-    ratios = {}
+    lines = []
     for flag in (True, False):
         flush_denormals(flag)
-        early = timed_generations(opt_factory, model, evaluator, batch, count)
-        late = timed_generations(opt_factory, model, evaluator, batch, count, state)
-        ratios[flag] = (late / early, early, late)
+        early, late = [], []
+        for r in range(rounds):
+            for resumed in ((None, state) if r % 2 == 0 else (state, None)):
+                seconds = timed_generations(opt_factory, model, evaluator, batch, count, resumed)
+                (early if resumed is None else late).append(seconds)
+        ratios = [lt / e for lt, e in zip(late, early)]
+        lines.append(f"late / early generation (flush_denormal={'on' if flag else 'off'}): "
+                     f"{statistics.median(ratios):.2f} x (range {min(ratios):.2f}-{max(ratios):.2f} over {rounds} "
+                     f"rounds; {statistics.median(late):.3f} s after {LATE_GENERATIONS} generations vs "
+                     f"{statistics.median(early):.3f} s fresh)")
     flush_denormals(True)
-    for flag, (r, early, late) in ratios.items():
-        print(f"late / early generation (flush_denormal={'on' if flag else 'off'}): {r:.2f} x "
-              f"({late:.3f} s after {LATE_GENERATIONS} generations vs {early:.3f} s fresh)")
+    print("\n".join(lines))
 
 
 def report_probe(threads: int) -> None:
