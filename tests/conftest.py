@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+LONGEST = "tests/pipeline/test_dvc.py"  # the slow file that takes longest (pytest_collection_modifyitems)
 
 
 def pytest_configure(config):
@@ -29,6 +30,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         group = "team" if "team_sweep" in item.fixturenames else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+    # the longest file first (the real pipeline by dvc repro: over 15 minutes on one worker of a 2-core AMD EPYC),
+    # so the other worker runs the rest beside it instead of idling while it ends the suite alone
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != LONGEST)
 
 
 @pytest.fixture
