@@ -49,8 +49,7 @@ def checkpoint() -> dict:
 
 def in_pieces(path: Path, data: memoryview) -> None:
     with open(path, "wb") as file:
-        for start in range(0, len(data), 1 << 20):
-            file.write(data[start : start + (1 << 20)])
+        last_checkpoint.PiecewiseWriter(file).write(data)
 
 
 def alone(folder: Path, saves: int, pause: float) -> None:
