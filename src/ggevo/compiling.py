@@ -54,9 +54,9 @@ def _trust_cpu_flags() -> None:
     build of a test program with the set's flags, and a Python process that loads it, per set): the default
     job's compiling 15.3 -> 9.5 s with an empty kernel cache and 2.8 -> 1.9 s with a warm one on a 2-core AMD
     EPYC, family 25 model 17 (``benchmarks/cold_compile.py``). The checks particular to a set (AVX-512's
-    BF16 and VNNI, AMX's tiles) still build and run, so the same set is picked (AVX-512 VNNI there). A compiler that cannot build it fails the first kernel
-    instead, and the callers' fallback runs it eagerly with a warning. ``TORCHINDUCTOR_VEC_ISA_OK`` set in the
-    environment is kept."""
+    BF16 and VNNI, AMX's tiles) still build and run, so the same set is picked (AVX-512 VNNI there). A
+    compiler that cannot build it fails the first kernel instead, and the callers' fallback runs it eagerly
+    with a warning. ``TORCHINDUCTOR_VEC_ISA_OK`` set in the environment is kept."""
     if os.environ.get("TORCHINDUCTOR_VEC_ISA_OK") is None:
         import torch._inductor.config as inductor_config
 
