@@ -6,7 +6,8 @@ a Python process loading it, per instruction set: the code before), interleaved.
 Each run is its own process with its own ``TORCHINDUCTOR_CACHE_DIR`` (a new temporary folder): ``ggevo-train
 budget=BUDGET`` on the default job's settings (the bench candidate on the tied autoencoder at H=100, MNIST-5k), its
 trunk and its population both compiled. Printed per run: the seconds of its whole ``main()`` (set-up, training and
-scoring), the seconds dynamo and inductor spent building (``torch._dynamo.utils.compile_times``, summed over every graph) and the graphs built.
+scoring), the seconds dynamo and inductor spent building (``torch._dynamo.utils.compile_times``, summed over every
+graph) and the graphs built.
 
     python benchmarks/cold_compile.py                    # budget 3000, one round
     python benchmarks/cold_compile.py --budget 0 --rounds 2   # the default job's own budget
