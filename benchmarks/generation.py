@@ -218,6 +218,9 @@ def main() -> None:
     ap.add_argument("--sign-agreement", action="store_true",
                     help="the tied gradient's sign agreement, as experiment=paper_ae runs it (model.sign_agreement)")
     ap.add_argument("--no-late", action="store_true", help="skip the late generations (and making their state)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="pairs of runs (trunk, IMP) for a single-network preset's ratio, its median printed: on a "
+                         "2-core AMD EPYC one round's ratio ranged 1.04-1.38 within a run of three")
     ap.add_argument("--point", type=int, nargs=2, metavar=("N", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not (CONF / "optimizer" / f"{args.preset}.yaml").is_file():
@@ -326,7 +329,7 @@ def main() -> None:
         paper = optimizer_factory("gemonn", n, compiled, False, offspring=None, warmup=0)
         report_late(paper, model, auto, batch, args.generations, args.hidden, n)
     if args.preset in SINGLE_NETWORK_PRESETS:
-        report_single_network(args.preset, args.hidden, steps=200, rounds=3)
+        report_single_network(args.preset, args.hidden, steps=200, rounds=args.rounds)
     if args.scaling:
         scaling_table(args)
 

@@ -158,6 +158,15 @@ def test_exempt_biases_are_never_zeroed_through_a_run():
         assert float((opt.run_state["X"][:, ~_bias_columns(opt)] == 0).float().mean()) > 0.2
 
 
+def test_the_bias_masks_are_built_once_and_follow_the_setting():
+    _, _, opt = _make(**PLUS)
+    exempt, prunable = opt._exempt(), opt._prunable()
+    assert torch.equal(exempt, _bias_columns(opt)) and torch.equal(prunable, ~_bias_columns(opt))
+    assert opt._exempt() is exempt and opt._prunable() is prunable  # the trunk asks every generation
+    opt.hp["exempt_biases"] = False
+    assert opt._exempt() is None and bool(opt._prunable().all())
+
+
 def test_moments_travel_with_their_individual_through_selection():
     _, ev, opt = _make(**PLUS)
     _run(opt, ev, 0, 3)

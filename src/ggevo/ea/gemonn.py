@@ -116,6 +116,7 @@ class GEMONN(PopulationOptimizer):
     ):
         options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
         super().__init__(params, gemonn_options(options), compile=compile)
+        self._mask_cache: tuple | None = None
         if self.hp["exempt_biases"] == "auto":
             self.hp["exempt_biases"] = auto_exempt(self.layout, self.hp["prune_floor"] or self.hp["min_density"])
 
@@ -175,15 +176,28 @@ class GEMONN(PopulationOptimizer):
     def _initial_population(self) -> torch.Tensor:
         hp = self.hp
         lo, hi = self.bounds()
+        exempt = self._exempt()
         return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
                                   min_density=hp["min_density"], densities=hp.get("initial_densities"),
-                                  exempt=self._exempt(),
+                                  exempt=None if exempt is None else exempt.cpu(),
                                   lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
                                   dtype=self.params[0].dtype).to(self._device())
 
     def _exempt(self) -> torch.Tensor | None:
-        """(D,) bool: entries never zeroed (the biases, with ``exempt_biases``), else None."""
-        return ~self.layout.is_weight() if self.hp["exempt_biases"] else None
+        """(D,) bool on the population's device: entries never zeroed (the biases, with ``exempt_biases``),
+        else None."""
+        return self._masks()[0]
+
+    def _masks(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(exempt, prunable)``, built once per device and setting (as ``bounds``): a trunk generation asks
+        for them every time, and building them (a (D,) tensor per layer, joined) cost 0.06 ms, 2% of a
+        trunk generation of the default job's 784-100-784 autoencoder."""
+        key = (bool(self.hp["exempt_biases"]), self._device())
+        if self._mask_cache is None or self._mask_cache[0] != key:
+            exempt = (~self.layout.is_weight()).to(key[1]) if key[0] else None
+            prunable = torch.ones(self.layout.dim, dtype=torch.bool, device=key[1]) if exempt is None else ~exempt
+            self._mask_cache = (key, exempt, prunable)
+        return self._mask_cache[1], self._mask_cache[2]
 
     def _local_search(self, X: torch.Tensor, F: torch.Tensor, G: torch.Tensor,
                       moments: Moments | None, inplace: bool = False) -> tuple[torch.Tensor, Moments | None]:
@@ -317,8 +331,7 @@ class GEMONN(PopulationOptimizer):
 
     def _prunable(self) -> torch.Tensor:
         """(D,) bool: the entries pruning may zero (all but the exempt biases)."""
-        exempt = self._exempt()
-        return torch.ones(self.layout.dim, dtype=torch.bool, device=self._device()) if exempt is None else ~exempt
+        return self._masks()[1]
 
     @torch.no_grad()
     def step(self, closure: Closure) -> dict | None:  # type: ignore[override]
