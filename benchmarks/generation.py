@@ -22,8 +22,8 @@ It also prints (``phases.py``) the CPU, a subnormal-float probe with ``flush_den
 ``late / early generation`` (generations resumed from the paper configuration after 400 generations
 against a fresh population's, made once and cached), and with ``--preset gemonn_plus_trunk`` or
 ``gemonn_plus_gradual`` a trunk generation against an IMP step on the same network, both run through
-``train`` (``--rounds`` pairs of runs, 5 by default; their median ratio). ``--flush-denormal off`` times everything with the CPU's gradual underflow (``ggevo-train
-flush_denormal=false``).
+``train`` (``--rounds`` pairs of runs, 5 by default; their median ratio). ``--flush-denormal off`` times
+everything with the CPU's gradual underflow (``ggevo-train flush_denormal=false``).
 """
 
 from __future__ import annotations
