@@ -18,9 +18,8 @@ from ggevo.ea.compiling import (
     row_density,
     row_density_and_finite,
 )
-from ggevo.ea.flat import ParamLayout
 from ggevo.ea.front import count_within
-from ggevo.ea.gemonn_options import gemonn_options
+from ggevo.ea.gemonn_options import auto_exempt, gemonn_options
 from ggevo.ea.init import initial_population
 from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
@@ -36,25 +35,6 @@ def _last(evaluate: Evaluate) -> bool:
     """Whether ``evaluate`` scores the run's last generation (``lit.module.HeldOutScore.last``): a generation
     that takes its held-out score only when due takes it then, so the run ends on fresh scores."""
     return bool(getattr(evaluate, "last", False))
-
-
-# ``exempt_biases: auto`` keeps every bias only while the biases are at most this share of the entries of a
-# network at the sparsest density the run aims at (``prune_floor``, else ``min_density``). Exempt biases count
-# towards the density, so where they are most of it the sparsest networks hold almost no weights. Set between
-# the networks measured (docs/RESULTS.md, "Biases on small networks"): at 0.81 (an MLP 64-64-32 on scikit-learn's
-# digits: 106 of the 131 entries at density 0.02 are biases), 1.19 (breast cancer), 1.61 (wine) and 2.2 (a tied
-# autoencoder 64-32-64 on digits) zeroable biases gave members at density 0.02 where exempt ones left none; at 0.56
-# (the default job's autoencoder, 784-100-784) exempt ones trained to half the loss at 0.02-0.05, and the bench's
-# MNIST networks (0.08-0.19) lost with zeroable ones. Untested between 0.56 and 0.81 (the LSTM, 0.54, stays exempt).
-AUTO_EXEMPT_SHARE = 2 / 3
-
-
-def auto_exempt(layout: ParamLayout, sparsest: float | None) -> bool:
-    """``exempt_biases: auto`` for a network of ``layout`` whose sparsest density is ``sparsest`` (None: exempt)."""
-    if sparsest is None:
-        return True
-    biases = int((~layout.is_weight()).sum())
-    return biases <= AUTO_EXEMPT_SHARE * sparsest * layout.dim
 
 
 class GEMONN(PopulationOptimizer):

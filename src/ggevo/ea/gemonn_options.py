@@ -7,7 +7,7 @@ Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithfu
 ``optimizer=gemonn_plus`` turns them on): ``local_search_lr`` > 0 gives every evaluated
 individual one masked Adam step from the gradient its evaluation gave, with moments that
 travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases (``auto``: only where they are
-a small share of the sparsest network, ``ggevo.ea.gemonn.auto_exempt``);
+a small share of the sparsest network, ``auto_exempt``);
 ``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
 child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
@@ -53,12 +53,31 @@ its weights small instead of growing them to fit them harder.
 
 from __future__ import annotations
 
+from ggevo.ea.flat import ParamLayout
 from ggevo.ea.population import check_option as _check
 from ggevo.ea.population import check_shared_options
 
 CROSSOVERS = ("grad_sbx", "sbx")
 MUTATIONS = ("zero", "polynomial", "magnitude")
 TRUNK_PRUNES = ("oneshot", "gradual")
+
+# ``exempt_biases: auto`` keeps every bias only while the biases are at most this share of the entries of a
+# network at the sparsest density the run aims at (``prune_floor``, else ``min_density``). Exempt biases count
+# towards the density, so where they are most of it the sparsest networks hold almost no weights. Set between
+# the networks measured (docs/RESULTS.md, "Biases on small networks"): at 0.81 (an MLP 64-64-32 on scikit-learn's
+# digits: 106 of the 131 entries at density 0.02 are biases), 1.19 (breast cancer), 1.61 (wine) and 2.2 (a tied
+# autoencoder 64-32-64 on digits) zeroable biases gave members at density 0.02 where exempt ones left none; at 0.56
+# (the default job's autoencoder, 784-100-784) exempt ones trained to half the loss at 0.02-0.05, and the bench's
+# MNIST networks (0.08-0.19) lost with zeroable ones. Untested between 0.56 and 0.81 (the LSTM, 0.54, stays exempt).
+AUTO_EXEMPT_SHARE = 2 / 3
+
+
+def auto_exempt(layout: ParamLayout, sparsest: float | None) -> bool:
+    """``exempt_biases: auto`` for a network of ``layout`` whose sparsest density is ``sparsest`` (None: exempt)."""
+    if sparsest is None:
+        return True
+    biases = int((~layout.is_weight()).sum())
+    return biases <= AUTO_EXEMPT_SHARE * sparsest * layout.dim
 
 
 def _optional(value) -> float | None:

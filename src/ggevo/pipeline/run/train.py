@@ -167,7 +167,7 @@ def _train(cfg: DictConfig, callbacks: list[pl.Callback] | None, out: Path, resu
 
 def resolved_tags(trainer: pl.Trainer) -> dict[str, str]:
     """Tags of what an optimizer decided for itself: ``exempt_biases: auto`` as true or false
-    (``ggevo.ea.gemonn.auto_exempt``)."""
+    (``ggevo.ea.gemonn_options.auto_exempt``)."""
     groups = trainer.optimizers[0].param_groups if trainer.optimizers else [{}]
     exempt = groups[0].get("exempt_biases")
     return {} if exempt is None else {"optimizer.exempt_biases_resolved": str(bool(exempt)).lower()}
