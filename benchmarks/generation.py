@@ -225,6 +225,8 @@ def main() -> None:
     args = ap.parse_args()
     if not (CONF / "optimizer" / f"{args.preset}.yaml").is_file():
         ap.error(f"--preset: no conf/optimizer/{args.preset}.yaml")
+    if args.rounds < 1:
+        ap.error(f"--rounds: must be at least 1, got {args.rounds}")
     reused = False if args.no_reuse_memory else reuse_large_allocations()  # as ggevo-train does (reuse_memory)
     flush_denormals(args.flush_denormal == "on")  # as ggevo-train does (flush_denormal)
     if args.point:
