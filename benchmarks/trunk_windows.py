@@ -135,9 +135,10 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="ggevo-train overrides for every run (after --)")
     args = ap.parse_args()
-    for flag in ("runs", "window"):
-        if getattr(args, flag) < 1:
-            ap.error(f"--{flag}: must be at least 1, got {getattr(args, flag)}")
+    if args.runs < 1:
+        ap.error(f"--runs: must be at least 1, got {args.runs}")
+    if args.window < 20:  # its first 10 generations are left out, and 5 of the rest run on flushed caches
+        ap.error(f"--window: must be at least 20, got {args.window}")
     if args.generations < args.window + 10:
         ap.error(f"--generations: must be at least --window + 10 ({args.window + 10}), got {args.generations}")
     if args.child:
