@@ -69,3 +69,26 @@ def test_initial_densities_are_exact_counts_within_each_budget():
     with pytest.raises(ValueError, match="initial_densities"):
         from ggevo.ea.gemonn import GEMONN
         GEMONN([torch.nn.Parameter(torch.zeros(4, 3))], pop_size=4, initial_densities=[0.1, 0.5])
+
+
+def test_exact_densities_hold_min_density_grid_exactly():
+    """``exact_densities``: the ``min_density`` grid (``geometric_densities``, the one the drawn masks use), each
+    row holding exactly floor(d_i · D) entries, exempt biases among them, so the sparsest row is within
+    ``min_density`` as a budget; drawn (the default), a row's count is binomial and the sparsest of a small network
+    sits above it on some seeds. Without ``min_density`` the option fails, naming its key."""
+    from ggevo.ea.gemonn import GEMONN
+    from ggevo.ea.init import geometric_densities
+    model = torch.nn.Sequential(torch.nn.Linear(100, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))  # D = 22,210
+    params = list(model.parameters())
+    grid = geometric_densities(10, 0.02)
+    assert torch.allclose(grid, torch.tensor([0.02 ** (1 - i / 9) for i in range(10)], dtype=torch.float64))
+    exact = GEMONN(params, pop_size=10, min_density=0.02, exact_densities=True, exempt_biases=True, seed=3)
+    counts = (exact._initial_population() != 0).sum(dim=1)
+    dim = exact.layout.dim
+    assert counts.tolist() == [math.floor(d * dim) for d in grid.tolist()]
+    assert counts[0] / dim <= 0.02
+    above = [int((GEMONN(params, pop_size=10, min_density=0.02, exempt_biases=True, seed=s)._initial_population() != 0)
+                 .sum(dim=1)[0]) for s in range(4)]
+    assert all(c > 0.02 * dim for c in above)  # drawn: the 210 exempt biases come on top of 2% of the weights
+    with pytest.raises(ValueError, match="exact_densities"):
+        GEMONN(params, pop_size=10, exact_densities=True)

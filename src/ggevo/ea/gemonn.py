@@ -20,7 +20,7 @@ from ggevo.ea.compiling import (
 )
 from ggevo.ea.front import count_within
 from ggevo.ea.gemonn_options import auto_exempt, gemonn_options
-from ggevo.ea.init import initial_population
+from ggevo.ea.init import geometric_densities, initial_population
 from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.mutation.magnitude_prune import magnitude_prune_
@@ -73,6 +73,7 @@ class GEMONN(PopulationOptimizer):
         exempt_biases: bool | str = False,
         min_density: float | None = None,
         initial_densities: list[float] | None = None,
+        exact_densities: bool = False,
         prune_probability: float = 0.5,
         prune_fraction: float = 0.1,
         local_search_lr: float = 0.0,
@@ -157,8 +158,11 @@ class GEMONN(PopulationOptimizer):
         hp = self.hp
         lo, hi = self.bounds()
         exempt = self._exempt()
+        densities = hp.get("initial_densities")
+        if densities is None and hp.get("exact_densities"):  # min_density's grid, each row's count exact
+            densities = geometric_densities(hp["pop_size"], hp["min_density"]).tolist()
         return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
-                                  min_density=hp["min_density"], densities=hp.get("initial_densities"),
+                                  min_density=hp["min_density"], densities=densities,
                                   exempt=None if exempt is None else exempt.cpu(),
                                   lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
                                   dtype=self.params[0].dtype).to(self._device())

@@ -8,7 +8,9 @@ Beyond the paper (each off by default, so ``optimizer=gemonn`` stays the faithfu
 individual one masked Adam step from the gradient its evaluation gave, with moments that
 travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases (``auto``: only where they are
 a small share of the sparsest network, ``auto_exempt``);
-``min_density`` grades the initial densities geometrically; ``mutation: magnitude`` zeroes a
+``min_density`` grades the initial densities geometrically (each network keeping each entry with its row's
+probability; ``exact_densities``: exactly its row's share of the entries, as ``initial_densities`` would, so the
+sparsest network, and with a trunk every branch, is within its density as a budget and not above it by chance); ``mutation: magnitude`` zeroes a
 child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
 dense networks are not lost to sparse ones before either has learnt anything; ``warmup_records`` N records the
@@ -106,6 +108,8 @@ def gemonn_options(o: dict) -> dict:
                                  and all(isinstance(d, (int, float)) and 0.0 < d <= 1.0 for d in densities)),
            "initial_densities", f"must be null or pop_size ({o['pop_size']}) densities in (0, 1], got {densities!r}")
     _check(densities is None or o["graded_density"], "initial_densities", "needs graded_density: true")
+    _check(not o["exact_densities"] or (o["min_density"] is not None and o["graded_density"]), "exact_densities",
+           "needs min_density (the grid it makes exact) and graded_density: true")
     _check(0.0 <= o["prune_probability"] <= 1.0, "prune_probability",
            f"must be a probability, got {o['prune_probability']}")
     _check(0.0 < o["prune_fraction"] < 1.0, "prune_fraction", f"must be in (0, 1), got {o['prune_fraction']}")
@@ -121,6 +125,7 @@ def gemonn_options(o: dict) -> dict:
         offspring=offspring, crossover_prob=float(o["crossover_prob"]), exempt_biases=o["exempt_biases"],
         min_density=o["min_density"],
         initial_densities=None if densities is None else [float(d) for d in densities],
+        exact_densities=bool(o["exact_densities"]),
         prune_probability=float(o["prune_probability"]),
         prune_fraction=float(o["prune_fraction"]), local_search_lr=float(o["local_search_lr"]),
         inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]),

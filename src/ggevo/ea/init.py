@@ -42,6 +42,14 @@ def initial_values(
     return torch.cat(blocks, dim=1)
 
 
+def geometric_densities(n: int, min_density: float) -> torch.Tensor:
+    """(n,) float64: densities spaced geometrically from ``min_density`` (row 0) to 1 (the last row), the grid that
+    ``min_density`` grades the initial population along (``graded_mask``), drawn or, with ``exact_densities``, exact."""
+    if not 0.0 < min_density <= 1.0:
+        raise ValueError(f"min_density must be in (0, 1], got {min_density}")
+    return min_density ** (1.0 - torch.arange(n, dtype=torch.float64) / max(n - 1, 1))
+
+
 def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: float | None = None,
                 densities: list[float] | None = None, exempt: torch.Tensor | None = None) -> torch.Tensor:
     """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``, or, with
@@ -59,10 +67,7 @@ def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: fl
     if min_density is None:
         keep = torch.arange(1, n + 1, dtype=torch.float32).unsqueeze(1) / n
     else:
-        if not 0.0 < min_density <= 1.0:
-            raise ValueError(f"min_density must be in (0, 1], got {min_density}")
-        keep = min_density ** (1.0 - torch.arange(n, dtype=torch.float64) / max(n - 1, 1))
-        keep = keep.to(torch.float32).unsqueeze(1)
+        keep = geometric_densities(n, min_density).to(torch.float32).unsqueeze(1)
     return torch.rand(n, dim, generator=generator) < keep
 
 
