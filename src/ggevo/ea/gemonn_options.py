@@ -10,8 +10,8 @@ travel with it (``inherit_moments``); ``exempt_biases`` never zeroes biases (``a
 a small share of the sparsest network, ``auto_exempt``);
 ``min_density`` grades the initial densities geometrically (each network keeping each entry with its row's
 probability; ``exact_densities``: exactly its row's share of the entries, as ``initial_densities`` would, so the
-sparsest network, and with a trunk every branch, is within its density as a budget and not above it by chance); ``mutation: magnitude`` zeroes a
-child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
+sparsest network, and with a trunk every branch, is within its density as a budget and not above it by chance);
+``mutation: magnitude`` zeroes a child's smallest weights; ``crossover_prob`` < 1 copies some pairs unchanged; ``offspring``
 sets the children per generation; ``warmup`` generations first let every individual learn (scored and stepped, no children), so
 dense networks are not lost to sparse ones before either has learnt anything; ``warmup_records`` N records the
 warm-up's status only N times over it (and at the run's last generation), and selected on held-out data takes
