@@ -20,7 +20,7 @@ from ggevo.ea.compiling import (
 )
 from ggevo.ea.front import count_within
 from ggevo.ea.gemonn_options import auto_exempt, gemonn_options
-from ggevo.ea.init import geometric_densities, initial_population
+from ggevo.ea.init import initial_population
 from ggevo.ea.operators.crossover.sbx_kernel import run_kernel
 from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.mutation.magnitude_prune import magnitude_prune_
@@ -158,11 +158,9 @@ class GEMONN(PopulationOptimizer):
         hp = self.hp
         lo, hi = self.bounds()
         exempt = self._exempt()
-        densities = hp.get("initial_densities")
-        if densities is None and hp.get("exact_densities"):  # min_density's grid, each row's count exact
-            densities = geometric_densities(hp["pop_size"], hp["min_density"]).tolist()
         return initial_population(self.layout, hp["pop_size"], scheme=hp["init"], graded=hp["graded_density"],
-                                  min_density=hp["min_density"], densities=densities,
+                                  min_density=hp["min_density"], densities=hp.get("initial_densities"),
+                                  exact=hp.get("exact_densities", False),
                                   exempt=None if exempt is None else exempt.cpu(),
                                   lower=lo.cpu(), upper=hi.cpu(), generator=self.generator,
                                   dtype=self.params[0].dtype).to(self._device())

@@ -51,13 +51,17 @@ def geometric_densities(n: int, min_density: float) -> torch.Tensor:
 
 
 def graded_mask(n: int, dim: int, *, generator: torch.Generator, min_density: float | None = None,
-                densities: list[float] | None = None, exempt: torch.Tensor | None = None) -> torch.Tensor:
+                densities: list[float] | None = None, exempt: torch.Tensor | None = None,
+                exact: bool = False) -> torch.Tensor:
     """(n×D) bool: row ``i`` (1-based) keeps each entry with probability ``i/n``, or, with
     ``min_density`` set, with probabilities spaced geometrically from ``min_density`` to 1 (beyond
     the paper: a front that starts at density 0.01 has members at 0.02 and 0.05 too). With ``densities``
     (n values) row ``i`` keeps exactly ``floor(densities[i] · D)`` entries counting the ``exempt`` ones
     (D,) bool, which it always keeps, the others drawn uniformly: its density is at most its value, so a
-    network made for a density budget is within it."""
+    network made for a density budget is within it. ``exact`` (``exact_densities``) takes ``min_density``'s grid
+    as those ``densities``."""
+    if densities is None and exact:
+        densities = geometric_densities(n, min_density).tolist()
     if densities is not None:
         exempt = torch.zeros(dim, dtype=torch.bool) if exempt is None else exempt.cpu()
         draws = torch.rand(n, dim, generator=generator).masked_fill_(exempt, 2.0)  # exempt entries drawn last
@@ -79,6 +83,7 @@ def initial_population(
     graded: bool = True,
     min_density: float | None = None,
     densities: list[float] | None = None,
+    exact: bool = False,
     exempt: torch.Tensor | None = None,
     lower: torch.Tensor | None = None,
     upper: torch.Tensor | None = None,
@@ -86,12 +91,13 @@ def initial_population(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Initial population (n×D): independent initialiser draws, graded densities if ``graded``
-    (``i/n``, geometric from ``min_density``, or exactly ``densities``: ``graded_mask``); entries flagged in
+    (``i/n``, geometric from ``min_density``, or exactly ``densities`` or, ``exact``, ``min_density``'s grid:
+    ``graded_mask``); entries flagged in
     ``exempt`` (D,) bool are never masked (biases, when exempt from zeroing)."""
     X = initial_values(layout, n, scheme=scheme, generator=generator, dtype=dtype)
     if graded:
         mask = graded_mask(n, layout.dim, generator=generator, min_density=min_density, densities=densities,
-                           exempt=exempt)
+                           exempt=exempt, exact=exact)
         X = X * (mask if exempt is None else mask | exempt)
     if lower is not None:
         X = torch.clamp(X, lower.to(X), upper.to(X))
