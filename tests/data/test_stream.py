@@ -20,6 +20,8 @@ def test_batches_cover_each_epoch_once_and_depend_on_the_seed():
     assert not torch.equal(s.batch(0)[1], s.batch(3)[1])  # next epoch, new permutation
     assert torch.equal(s.batch(4)[1], _stream().batch(4)[1])
     assert not torch.equal(s.batch(0)[1], _stream(seed=1).batch(0)[1])
+    x, y, _ = s.batch(4)
+    assert x.shape == (30, 1) and torch.equal(x[:, 0], y.float())  # each label beside its own example
 
 
 def test_iteration_starts_where_seek_says():
