@@ -85,6 +85,7 @@ class GEMONN(PopulationOptimizer):
         lr_density_exponent: float = 0.0,
         trunk_prune: str = "oneshot",
         trunk_prune_start: float = 0.25,
+        trunk_prune_end: float = 1.0,
         trunk_rebase: bool = False,
         rebase_extras: float = 1.0,
         prune_floor: float | None = None,
@@ -304,7 +305,8 @@ class GEMONN(PopulationOptimizer):
         F[one], moments.T[one] = Ft, Mt.T  # not Gt: a trunk re-scores parents (gemonn_options), so no one reads G
         if hp.get("trunk_prune", "oneshot") == "gradual":
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
-                         start=round(hp["trunk_prune_start"] * hp["trunk"]), rebase=hp.get("trunk_rebase", False),
+                         start=round(hp["trunk_prune_start"] * hp["trunk"]),
+                         end=round(hp.get("trunk_prune_end", 1.0) * hp["trunk"]), rebase=hp.get("trunk_rebase", False),
                          extras=hp.get("rebase_extras", 1.0))
         elif done == hp["trunk"]:
             branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)

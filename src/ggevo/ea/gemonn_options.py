@@ -29,7 +29,8 @@ output changes by about as much per step as a dense one's, for uncorrelated upda
 size no longer has to suit both ends of the front. ``trunk_prune: gradual`` prunes the trunk as it
 trains instead (gradual magnitude pruning, Zhu & Gupta 2017): dense for the first
 ``trunk_prune_start`` of the trunk, then its density falls along the cubic schedule to the sparsest
-row's, its mask updated 100 times; each other row branches off when the trunk
+row's by ``trunk_prune_end`` of it (1: its last generation; below, the trunk trains on at that density, as gradual
+magnitude pruning's schedule ends before its run does), its mask updated 100 times; each other row branches off when the trunk
 passes its density (the trunk as it stood then, pruned to that density, with its moments), so a
 sparse network starts from one that was pruned a little at a time rather than all at once. The trunk
 row itself ends at the sparsest density (``ggevo.ea.operators.trunk``). ``trunk_rebase`` then gives every branch, at the
@@ -131,7 +132,7 @@ def gemonn_options(o: dict) -> dict:
         inherit_moments=bool(o["inherit_moments"]), warmup=int(o["warmup"]),
         warmup_records=None if o["warmup_records"] is None else int(o["warmup_records"]), trunk=int(o["trunk"]),
         density_floor=_optional(o["density_floor"]), lr_density_exponent=float(o["lr_density_exponent"]),
-        trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]),
+        trunk_prune=o["trunk_prune"], trunk_prune_start=float(o["trunk_prune_start"]), trunk_prune_end=float(o["trunk_prune_end"]),
         trunk_rebase=bool(o["trunk_rebase"]), rebase_extras=float(o["rebase_extras"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
         floor_breeds=bool(o["floor_breeds"]), band_edges=_band_edges(o["band_edges"]),
@@ -181,6 +182,10 @@ def _trunk_options(o: dict) -> None:
            f"must be one of {TRUNK_PRUNES}, got {o['trunk_prune']!r}")
     _check(0.0 <= o["trunk_prune_start"] < 1.0, "trunk_prune_start",
            f"must be a fraction of the trunk in [0, 1), got {o['trunk_prune_start']!r}")
+    end = o["trunk_prune_end"]
+    _check(isinstance(end, (int, float)) and not isinstance(end, bool) and o["trunk_prune_start"] < end <= 1.0
+           and (end == 1.0 or o["trunk_prune"] == "gradual"), "trunk_prune_end",
+           f"must be a fraction of the trunk in (trunk_prune_start, 1], below 1 only with trunk_prune: gradual, got {end!r}")
     _check(isinstance(o["trunk_rebase"], bool) and (not o["trunk_rebase"] or o["trunk_prune"] == "gradual"),
            "trunk_rebase", f"must be true or false, and true only with trunk_prune: gradual, got {o['trunk_rebase']!r}")
     extras = o["rebase_extras"]

@@ -120,3 +120,42 @@ def test_rebase_is_an_option_of_a_gradual_trunk_only():
             _make(**GRADUAL, trunk_rebase=True, rebase_extras=bad)
     with pytest.raises(ValueError, match="^optimizer.rebase_extras: .*only with trunk_rebase"):
         _make(**GRADUAL, rebase_extras=0.1)
+
+
+def test_a_trunk_whose_pruning_ends_early_trains_on_at_the_sparsest_density_and_rebases_at_its_end():
+    _, ev, opt = _make(**GRADUAL, trunk_rebase=True, trunk_prune_end=0.75)
+    st = opt.run_state
+    _run(opt, ev, 0, 1)
+    t = int(st["trunk_row"])
+    weights = opt.layout.is_weight()
+    initial = (st["X"][:, weights] != 0).sum(dim=1)
+    total, final = int(weights.sum()), int(initial.min())
+    for g in range(1, 15):  # pruning from generation 5 to 15 of the 20, one mask update each
+        _run(opt, ev, g, g + 1)
+        done = g + 1
+        expected = total if done <= 5 else final + round((total - final) * (1 - (done - 5) / 10) ** 3)
+        assert int((st["X"][t, weights] != 0).sum()) == expected
+    others = torch.arange(8) != t
+    counts = (st["X"][:, weights] != 0).sum(dim=1)
+    assert torch.equal(counts[others], initial[others]) and int(counts[t]) == final  # every row has branched
+    branched = st["X"].clone()
+    _run(opt, ev, 15, 19)  # the trunk trains on alone at the sparsest density; the branches wait
+    assert torch.equal(st["X"][others], branched[others])
+    assert torch.equal(st["X"][t] != 0, branched[t] != 0) and not torch.equal(st["X"][t], branched[t])
+    _run(opt, ev, 19, 20)  # the trunk's last generation: every branch takes its final weights
+    core = st["X"][t] != 0
+    for i in range(8):
+        if i != t:
+            assert torch.equal(st["X"][i][core], st["X"][t][core])
+            assert torch.equal(st["X"][i] != 0, branched[i] != 0)
+    assert st["evaluations"] == 20
+
+
+def test_the_pruning_end_is_a_fraction_of_a_gradual_trunk_after_its_start():
+    import pytest
+
+    for bad in (0.25, 0.1, 1.5, True):
+        with pytest.raises(ValueError, match="^optimizer.trunk_prune_end: "):
+            _make(**GRADUAL, trunk_prune_end=bad)
+    with pytest.raises(ValueError, match="^optimizer.trunk_prune_end: .*only with trunk_prune: gradual"):
+        _make(**{**GRADUAL, "trunk_prune": "oneshot"}, trunk_prune_end=0.75)

@@ -92,18 +92,31 @@ def rebase_(X: torch.Tensor, moments: Moments, t: int, rows: torch.Tensor, extra
 
 
 def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor, *,
-                 done: int, total: int, start: int, rebase: bool = False, extras: float = 1.0) -> None:
-    """In place, after trunk generation ``done`` of a gradual trunk: on a mask update, the rows whose
-    density the trunk passes branch from it (``branch_``; at the last update every row not yet branched),
-    then the trunk drops its smallest prunable entries down to the schedule's count; with ``rebase``, after
-    the last, every other row takes the trunk's final weights where the trunk has any, its own elsewhere scaled by
-    ``extras`` (``rebase_``)."""
-    if not mask_update(done, total, start):
-        return
+                 done: int, total: int, start: int, end: int | None = None, rebase: bool = False,
+                 extras: float = 1.0) -> None:
+    """In place, after trunk generation ``done`` of a gradual trunk of ``total`` generations that prunes from
+    ``start`` to ``end`` (default ``total``): on a mask update, the rows whose density the trunk passes branch
+    from it (``branch_``; at the last update every row not yet branched), then the trunk drops its smallest
+    prunable entries down to the schedule's count; from ``end`` to ``total`` it trains on at the sparsest density.
+    With ``rebase``, after the trunk's last generation, every other row takes the trunk's final weights where the
+    trunk has any, its own elsewhere scaled by ``extras`` (``rebase_``)."""
+    end = total if end is None else end
+    if done <= end and mask_update(done, end, start):
+        _prune_on_schedule_(X, F, moments, t, prunable, done=done, end=end, start=start)
+    if rebase and done == total:
+        others = torch.arange(X.shape[0], device=X.device) != t
+        rebase_(X, moments, t, others, extras)
+        if extras != 1.0:  # a weight scaled below float32's range is pruned: each density as it now is
+            F[others, 0] = row_density(X[others])
+
+
+def _prune_on_schedule_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, prunable: torch.Tensor, *,
+                        done: int, end: int, start: int) -> None:
+    """One mask update of the trunk's cubic schedule from ``start`` to ``end`` (``prune_trunk_``)."""
     counts = (X[:, prunable] != 0).sum(dim=1)
     final, current = int(counts.min()), int(counts[t])
-    target = cubic_count(done, total, start, int(prunable.sum()), final)
-    last = done == total
+    target = cubic_count(done, end, start, int(prunable.sum()), final)
+    last = done == end
     if target >= current and not last:
         return
     others = torch.arange(X.shape[0], device=X.device) != t
@@ -116,7 +129,3 @@ def prune_trunk_(X: torch.Tensor, F: torch.Tensor, moments: Moments, t: int, pru
         moments.M[t, pruned] = 0.0
         moments.V[t, pruned] = 0.0
         F[t, 0] = row_density(X[t : t + 1])[0]
-    if rebase and last:
-        rebase_(X, moments, t, others, extras)
-        if extras != 1.0:  # a weight scaled below float32's range is pruned: each density as it now is
-            F[others, 0] = row_density(X[others])
