@@ -32,14 +32,19 @@ def test_the_trunk_trains_one_network_then_every_other_branches_from_it_by_magni
     assert after["evaluations"] == 5 + 8 + 2 and torch.isfinite(st["F"][:, 1]).all()
 
 
-def test_a_gradual_trunk_prunes_along_the_cubic_schedule_and_each_row_branches_as_it_passes_by():
-    _, ev, opt = _make(**GRADUAL)
+def _gradual_trunk_started(**options):
+    """A gradual trunk's optimizer after its first generation: ``(ev, opt, run_state, trunk row, weight mask, each
+    row's initial weight count, all weights, the sparsest count)``."""
+    _, ev, opt = _make(**GRADUAL, **options)
     st = opt.run_state
     _run(opt, ev, 0, 1)
-    t = int(st["trunk_row"])
     weights = opt.layout.is_weight()
     initial = (st["X"][:, weights] != 0).sum(dim=1)
-    total, final = int(weights.sum()), int(initial.min())
+    return ev, opt, st, int(st["trunk_row"]), weights, initial, int(weights.sum()), int(initial.min())
+
+
+def test_a_gradual_trunk_prunes_along_the_cubic_schedule_and_each_row_branches_as_it_passes_by():
+    ev, opt, st, t, weights, initial, total, final = _gradual_trunk_started()
     seen = []
     for g in range(1, 20):
         before = st["X"].clone()
@@ -123,13 +128,7 @@ def test_rebase_is_an_option_of_a_gradual_trunk_only():
 
 
 def test_a_trunk_whose_pruning_ends_early_trains_on_at_the_sparsest_density_and_rebases_at_its_end():
-    _, ev, opt = _make(**GRADUAL, trunk_rebase=True, trunk_prune_end=0.75)
-    st = opt.run_state
-    _run(opt, ev, 0, 1)
-    t = int(st["trunk_row"])
-    weights = opt.layout.is_weight()
-    initial = (st["X"][:, weights] != 0).sum(dim=1)
-    total, final = int(weights.sum()), int(initial.min())
+    ev, opt, st, t, weights, initial, total, final = _gradual_trunk_started(trunk_rebase=True, trunk_prune_end=0.75)
     for g in range(1, 15):  # pruning from generation 5 to 15 of the 20, one mask update each
         _run(opt, ev, g, g + 1)
         done = g + 1
