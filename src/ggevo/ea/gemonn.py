@@ -304,10 +304,10 @@ class GEMONN(PopulationOptimizer):
                                    inplace=True)
         F[one], moments.T[one] = Ft, Mt.T  # not Gt: a trunk re-scores parents (gemonn_options), so no one reads G
         if hp.get("trunk_prune", "oneshot") == "gradual":
-            prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"],
-                         start=round(hp["trunk_prune_start"] * hp["trunk"]),
-                         end=round(hp.get("trunk_prune_end", 1.0) * hp["trunk"]), rebase=hp.get("trunk_rebase", False),
-                         extras=hp.get("rebase_extras", 1.0))
+            start = round(hp["trunk_prune_start"] * hp["trunk"])  # a schedule of one update at least, however short
+            end = min(hp["trunk"], max(start + 1, round(hp.get("trunk_prune_end", 1.0) * hp["trunk"])))
+            prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"], start=start, end=end,
+                         rebase=hp.get("trunk_rebase", False), extras=hp.get("rebase_extras", 1.0))
         elif done == hp["trunk"]:
             branch_(X, F, moments, t, self._prunable(), torch.arange(X.shape[0], device=X.device) != t)
         st["trunk_row"] = t
