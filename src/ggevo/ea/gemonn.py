@@ -26,7 +26,7 @@ from ggevo.ea.operators.lamarck import Moments, inherit, local_search
 from ggevo.ea.operators.mutation.magnitude_prune import magnitude_prune_
 from ggevo.ea.operators.mutation.polynomial_mutation import polynomial_mutation_
 from ggevo.ea.operators.mutation.zero_mutation import zero_mutation_
-from ggevo.ea.operators.trunk import branch_, prune_trunk_, record_due, trunk_record_due
+from ggevo.ea.operators.trunk import branch_, prune_trunk_, record_due, schedule_span, trunk_record_due
 from ggevo.ea.population import Closure, Evaluate, PopulationOptimizer, check_option
 from ggevo.ea.selection import banded_survival, binary_tournament, floored, rank_and_crowding
 
@@ -304,8 +304,7 @@ class GEMONN(PopulationOptimizer):
                                    inplace=True)
         F[one], moments.T[one] = Ft, Mt.T  # not Gt: a trunk re-scores parents (gemonn_options), so no one reads G
         if hp.get("trunk_prune", "oneshot") == "gradual":
-            start = round(hp["trunk_prune_start"] * hp["trunk"])  # a schedule of one update at least, however short
-            end = min(hp["trunk"], max(start + 1, round(hp.get("trunk_prune_end", 1.0) * hp["trunk"])))
+            start, end = schedule_span(hp["trunk"], hp["trunk_prune_start"], hp.get("trunk_prune_end", 1.0))
             prune_trunk_(X, F, moments, t, self._prunable(), done=done, total=hp["trunk"], start=start, end=end,
                          rebase=hp.get("trunk_rebase", False), extras=hp.get("rebase_extras", 1.0))
         elif done == hp["trunk"]:

@@ -158,3 +158,11 @@ def test_the_pruning_end_is_a_fraction_of_a_gradual_trunk_after_its_start():
             _make(**GRADUAL, trunk_prune_end=bad)
     with pytest.raises(ValueError, match="^optimizer.trunk_prune_end: .*only with trunk_prune: gradual"):
         _make(**{**GRADUAL, "trunk_prune": "oneshot"}, trunk_prune_end=0.75)
+
+
+def test_the_schedule_spans_one_mask_update_at_least_and_ends_with_the_trunk_at_a_share_of_one():
+    from ggevo.ea.operators.trunk import schedule_span
+
+    assert schedule_span(8000, 0.25) == (2000, 8000)
+    assert schedule_span(8000, 0.25, 0.75) == (2000, 6000)
+    assert schedule_span(2, 0.6, 0.7) == (1, 2)  # both shares round to generation 1: one update still

@@ -67,6 +67,14 @@ def mask_update(done: int, total: int, start: int) -> bool:
     return done > start and (done == total or (done - start) % every == 0)
 
 
+def schedule_span(total: int, start_share: float, end_share: float = 1.0) -> tuple[int, int]:
+    """The generations ``(start, end)`` between which a gradual trunk of ``total`` generations prunes, from the
+    shares ``trunk_prune_start`` and ``trunk_prune_end`` of it: a span of one mask update at least, however short
+    the trunk, and ``end`` the trunk's last generation at a share of 1."""
+    start = round(start_share * total)
+    return start, min(total, max(start + 1, round(end_share * total)))
+
+
 def cubic_count(done: int, total: int, start: int, dense: int, final: int) -> int:
     """The trunk's count of prunable nonzeros after generation ``done``: the cubic schedule from ``dense``
     at ``start`` down to ``final`` at ``total``."""
