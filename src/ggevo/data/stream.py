@@ -38,8 +38,8 @@ class MinibatchStream:
         """The batch of step ``t``."""
         epoch, k = divmod(t, self.per_epoch)
         idx = self._order(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
-        # index_select, not x[idx]: the same rows in half the time (61 µs against 26 µs for 128 of MNIST's
-        # rows on an AMD EPYC, family 25 model 17), once per generation
+        # index_select, not x[idx]: the same rows in half the time, once per generation (20 µs against 43 µs for
+        # 128 of MNIST's rows on an AMD EPYC, family 25 model 17: benchmarks/minibatch.py)
         return self.x.index_select(0, idx), self.y.index_select(0, idx), torch.tensor(t)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
