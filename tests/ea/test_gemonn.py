@@ -303,6 +303,27 @@ def test_a_run_with_a_step_schedule_resumes_exactly():
     _resumes_exactly(TRUNK | {"lr_final": 0.1, "generations": 9}, split=4, stop=9)
 
 
+AFTER_TRUNK = TRUNK | {"lr_final": 0.1, "lr_schedule": "after_trunk", "evaluations": 105}  # the trunk's 5, then 10 a generation
+
+
+def test_after_the_trunk_the_step_falls_along_a_cosine_over_the_evaluations_left():
+    _, ev, opt = _make(**AFTER_TRUNK)
+    seen = []
+    for t in range(16):
+        seen.append((opt.run_state.get("evaluations", 0), opt._lr_factor()))
+        opt.step(lambda b=_batch(t): (lambda X: ev(X, b)))
+    assert [f for e, f in seen if e <= 5] == [1.0] * 6  # whole through the trunk's five generations
+    after = [(e, f) for e, f in seen if e > 5]
+    assert [e for e, _ in after] == list(range(15, 106, 10))  # 8 parents and 2 children a generation
+    want = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min((e - 5) / 100, 1.0))) for e, _ in after]
+    assert [f for _, f in after] == pytest.approx(want, rel=1e-12)
+    assert after[4][1] == pytest.approx(0.55) and after[-1][1] == 0.1  # half-way; at the budget, lr_final
+
+
+def test_a_run_with_the_step_falling_after_the_trunk_resumes_exactly():
+    _resumes_exactly(AFTER_TRUNK, split=7, stop=12)
+
+
 GRADUAL = TRUNK | dict(trunk=20, trunk_prune="gradual", trunk_prune_start=0.25)
 
 

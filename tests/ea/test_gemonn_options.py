@@ -16,6 +16,8 @@ from tests.ea.test_gemonn import GRADUAL, _make
                                     ({"local_search_lr": 0.01, "lr_final": 0.0, "generations": 10}, "lr_final"),
                                     ({"local_search_lr": 0.01, "lr_final": 1.5, "generations": 10}, "lr_final"),
                                     ({"generations": 0}, "generations"),
+                                    ({"lr_schedule": "cosine"}, "lr_schedule"),
+                                    ({"local_search_lr": 0.01, "trunk": 5, "evaluations": 5}, "evaluations"),
                                     ({"weight_decay": 0.1}, "weight_decay"),  # no local search to decay
                                     ({"local_search_lr": 0.01, "weight_decay": -0.1}, "weight_decay")])
 def test_invalid_plus_options_name_the_key(kw, key):
@@ -38,4 +40,7 @@ def test_trunk_prune_is_checked():
 def test_a_step_schedule_needs_the_runs_length():
     _, ev, opt = _make(local_search_lr=0.01, lr_final=0.1)  # generations unset: ggevo-train sets it
     with pytest.raises(ValueError, match="optimizer.lr_final"):
+        opt._lr_factor()
+    _, ev, opt = _make(local_search_lr=0.01, lr_final=0.1, lr_schedule="after_trunk")  # and evaluations, the budget
+    with pytest.raises(ValueError, match="optimizer.lr_schedule"):
         opt._lr_factor()

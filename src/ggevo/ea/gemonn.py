@@ -93,7 +93,9 @@ class GEMONN(PopulationOptimizer):
         floor_breeds: bool = True,
         band_edges: list[float] | None = None,
         lr_final: float | None = None,
+        lr_schedule: str = "run",
         generations: int | None = None,
+        evaluations: int | None = None,
         weight_decay: float = 0.0,
     ):
         options = {k: v for k, v in locals().items() if k not in ("self", "params", "__class__")}
@@ -198,15 +200,27 @@ class GEMONN(PopulationOptimizer):
             compiled=self._compiled(), inplace=inplace, weight_decay=self.hp.get("weight_decay", 0.0)))
 
     def _lr_factor(self) -> float:
-        """The step size's share this generation: 1 throughout, or with ``lr_final`` a cosine from 1 at the
-        first generation down to ``lr_final`` at the last of the run's ``generations``."""
+        """The step size's share this generation: 1 throughout, or with ``lr_final`` a cosine down to
+        ``lr_final`` at the run's end: from its first generation over its ``generations`` (``lr_schedule: run``),
+        or, with ``after_trunk``, 1 through the trunk and from its end over the rest of the run's ``evaluations``
+        (the budget; the share spent, as ``run_state``'s count of evaluations says)."""
         final = self.hp.get("lr_final")
         if final is None:
             return 1.0
-        g, total = self.run_state.get("generation", 0), self.hp["generations"]
-        check_option(total is not None, "lr_final",
-                     "needs optimizer.generations, the run's length (ggevo-train sets it)")
-        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(g / max(total - 1, 1), 1.0)))
+        if self.hp["lr_schedule"] == "after_trunk":
+            total = self.hp["evaluations"]
+            check_option(total is not None, "lr_schedule",
+                         "after_trunk needs optimizer.evaluations, the run's budget (ggevo-train sets it)")
+            spent, start = self.run_state.get("evaluations", 0) / total, self.hp["trunk"] / total
+            if spent <= start:
+                return 1.0
+            share = min((spent - start) / (1.0 - start), 1.0)
+        else:
+            g, total = self.run_state.get("generation", 0), self.hp["generations"]
+            check_option(total is not None, "lr_final",
+                         "needs optimizer.generations, the run's length (ggevo-train sets it)")
+            share = min(g / max(total - 1, 1), 1.0)
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * share))
 
     # ------------------------------------------------------------ generation
     def _crossover(self, X: torch.Tensor, G: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

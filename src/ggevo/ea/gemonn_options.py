@@ -48,10 +48,12 @@ a dense network that a sparse one dominates (on a small training set every netwo
 sparse ones score as well) still lives on and trains, so the population keeps a member in every band.
 ``lr_final`` lowers every step size along a cosine over the run, from ``local_search_lr`` at the first
 generation to ``lr_final`` times it at the last of ``generations`` (``ggevo-train`` sets that from the
-budget or ``trainer.max_steps``); null keeps one step size throughout. ``weight_decay`` λ makes the
-local search's step AdamW's: each live weight also loses ``lr · λ`` of itself per step (decoupled
-weight decay, Loshchilov & Hutter 2019), so a network that already fits its training minibatches keeps
-its weights small instead of growing them to fit them harder.
+budget or ``trainer.max_steps``); null keeps one step size throughout. ``lr_schedule: after_trunk``
+keeps the step whole through the trunk and lowers it along the cosine over the evaluations after it
+instead, to ``lr_final`` times it at the last of the run's ``evaluations`` (the budget; ``ggevo-train``
+sets it). ``weight_decay`` λ makes the local search's step AdamW's: each live weight also loses
+``lr · λ`` of itself per step (decoupled weight decay, Loshchilov & Hutter 2019), so a network that
+already fits its training minibatches keeps its weights small instead of growing them to fit them harder.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ def gemonn_options(o: dict) -> dict:
         trunk_rebase=bool(o["trunk_rebase"]), rebase_extras=float(o["rebase_extras"]),
         prune_floor=_optional(o["prune_floor"]), eliminate_duplicates=bool(o["eliminate_duplicates"]),
         floor_breeds=bool(o["floor_breeds"]), band_edges=_band_edges(o["band_edges"]),
-        lr_final=_optional(o["lr_final"]), generations=None if o["generations"] is None else int(o["generations"]),
+        lr_final=_optional(o["lr_final"]), lr_schedule=o["lr_schedule"],
+        generations=None if o["generations"] is None else int(o["generations"]),
+        evaluations=None if o["evaluations"] is None else int(o["evaluations"]),
         weight_decay=float(o["weight_decay"]),
     )
 
@@ -169,6 +173,13 @@ def _local_search_options(o: dict) -> None:
            f"must be null (a constant step) or a share of the step in (0, 1] with local search on, got {final!r}")
     _check(total is None or (isinstance(total, int) and total >= 1), "generations",
            f"must be null or the run's number of generations ≥ 1, got {total!r}")
+    _check(o["lr_schedule"] in ("run", "after_trunk"), "lr_schedule",
+           f"must be run (a cosine over the run's generations) or after_trunk (over the evaluations after the trunk), "
+           f"got {o['lr_schedule']!r}")
+    budget = o["evaluations"]
+    _check(budget is None or (isinstance(budget, int) and budget > (o["trunk"] if isinstance(o["trunk"], int) else 0)),
+           "evaluations",
+           f"must be null or the run's budget of evaluations, more than the trunk's {o['trunk']}, got {budget!r}")
     decay = o["weight_decay"]
     _check(isinstance(decay, (int, float)) and decay >= 0 and (decay == 0 or lr > 0), "weight_decay",
            f"must be ≥ 0 (0 = off), and > 0 only with local search on (local_search_lr > 0), got {decay!r}")

@@ -78,14 +78,21 @@ def evaluations_for(generations: int, pop_size: int, reevaluate: bool, offspring
 
 def apply_budget(cfg: DictConfig) -> None:
     """With ``budget`` (gradient evaluations) set, derive ``trainer.max_steps`` so every method spends it; a
-    GEMONN step-size schedule (``optimizer.lr_final``) learns the run's length from it. Without one, a GEMONN
-    preset with a trunk share (``optimizer.trunk_fraction``) takes the budget ``trainer.max_steps`` generations
-    of its population alone spend (``evaluations_for``), so its trunk never outlasts the run."""
+    GEMONN step-size schedule (``optimizer.lr_final``, given for the model's task) learns the run's length from
+    it: its generations, and its evaluations (the budget) for ``lr_schedule: after_trunk``. Without one, a
+    GEMONN preset with a trunk share (``optimizer.trunk_fraction``) takes the budget ``trainer.max_steps``
+    generations of its population alone spend (``evaluations_for``), so its trunk never outlasts the run."""
     _apply_budget(cfg)
-    o = cfg.optimizer
-    if is_evolutionary(cfg) and o.get("lr_final") is not None and o.get("generations") is None:
-        with open_dict(o):
+    o, task = cfg.optimizer, cfg.model.get("task", "reconstruction")
+    if not is_evolutionary(cfg) or for_task(o.get("lr_final"), task, "lr_final") is None:
+        return
+    with open_dict(o):
+        if o.get("generations") is None:
             o.generations = int(cfg.trainer.max_steps)
+        if for_task(o.get("lr_schedule"), task, "lr_schedule") == "after_trunk" and o.get("evaluations") is None:
+            trunk = int(o.get("trunk", 0))
+            o.evaluations = int(cfg.budget) if cfg.get("budget") is not None else trunk + evaluations_for(
+                int(cfg.trainer.max_steps) - trunk, *_population(cfg))
 
 
 def _apply_budget(cfg: DictConfig) -> None:
@@ -94,9 +101,8 @@ def _apply_budget(cfg: DictConfig) -> None:
         if cfg.get("budget") is not None:  # a gradient method's steps are its evaluations
             cfg.trainer.max_steps = int(cfg.budget)
         return
-    task = cfg.model.get("task", "reconstruction")  # the warm-up and the trunk's share may be given by task
-    warmup, fraction = (for_task(o.get(k), task, k) for k in ("warmup", "trunk_fraction"))
-    population = (o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), warmup or 0)
+    fraction = for_task(o.get("trunk_fraction"), cfg.model.get("task", "reconstruction"), "trunk_fraction")
+    population = _population(cfg)
     if cfg.get("budget") is None:
         if fraction is None:
             return
@@ -105,6 +111,13 @@ def _apply_budget(cfg: DictConfig) -> None:
     if fraction is not None:  # the trunk's share of the budget, in generations (one evaluation each)
         o.trunk = int(round(float(fraction) * int(cfg.budget)))
     cfg.trainer.max_steps = generations_for(int(cfg.budget), *population, o.get("trunk", 0))
+
+
+def _population(cfg: DictConfig) -> tuple:
+    """What ``generations_for`` and ``evaluations_for`` read of a GEMONN preset (the warm-up may be given by task)."""
+    o = cfg.optimizer
+    warmup = for_task(o.get("warmup"), cfg.model.get("task", "reconstruction"), "warmup")
+    return o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), warmup or 0
 
 
 def is_evolutionary(cfg: DictConfig) -> bool:
