@@ -310,6 +310,24 @@ def test_the_trunk_share_and_the_warmup_follow_the_model_task():
         apply_budget(partial)
 
 
+def test_a_classifiers_step_falls_after_the_trunk_and_an_autoencoders_stays_whole():
+    """gemonn_plus_rebase lowers a classifier's step along a cosine over the evaluations after its trunk, to a tenth
+    at the budget's last (``lr_schedule: after_trunk``, the budget passed as ``optimizer.evaluations``); an
+    autoencoder's step stays whole, and its config gains no key."""
+    mlp = _job("optimizer=gemonn_plus_rebase", "model=mlp", "budget=10000")
+    apply_budget(mlp)
+    args = optimizer_arguments(mlp.optimizer, mlp.model.task)
+    assert (args["lr_final"], args["lr_schedule"], args["evaluations"], args["trunk"]) == (0.1, "after_trunk", 10000, 5000)
+    unbudgeted = _job("optimizer=gemonn_plus_rebase", "model=mlp", "optimizer.trunk_fraction=null", "optimizer.trunk=100")
+    apply_budget(unbudgeted)  # no budget: the evaluations trainer.max_steps generations spend, the trunk's among them
+    o = unbudgeted.optimizer
+    assert o.evaluations == 100 + evaluations_for(3000 - 100, o.pop_size, o.reevaluate_parents, o.offspring, 150)
+    ae = _job("optimizer=gemonn_plus_rebase", "budget=10000")
+    apply_budget(ae)
+    assert optimizer_arguments(ae.optimizer, ae.model.task)["lr_final"] is None
+    assert "evaluations" not in ae.optimizer and "generations" not in ae.optimizer
+
+
 def test_gemonn_plus_resumes_exactly_mid_run(compose_cfg, tmp_path):
     a, b = full_and_resumed(compose_cfg, tmp_path, PLUS[:-2], steps=6, split=3)
     assert a["generation"] == b["generation"] == 6
