@@ -176,10 +176,6 @@ def _local_search_options(o: dict) -> None:
     _check(o["lr_schedule"] in ("run", "after_trunk"), "lr_schedule",
            f"must be run (a cosine over the run's generations) or after_trunk (over the evaluations after the trunk), "
            f"got {o['lr_schedule']!r}")
-    budget = o["evaluations"]
-    _check(budget is None or (isinstance(budget, int) and budget > (o["trunk"] if isinstance(o["trunk"], int) else 0)),
-           "evaluations",
-           f"must be null or the run's budget of evaluations, more than the trunk's {o['trunk']}, got {budget!r}")
     decay = o["weight_decay"]
     _check(isinstance(decay, (int, float)) and decay >= 0 and (decay == 0 or lr > 0), "weight_decay",
            f"must be ≥ 0 (0 = off), and > 0 only with local search on (local_search_lr > 0), got {decay!r}")
@@ -190,6 +186,9 @@ def _trunk_options(o: dict) -> None:
     _check(isinstance(trunk, int) and trunk >= 0, "trunk", f"must be a number of generations ≥ 0, got {trunk!r}")
     _check(trunk == 0 or (o["local_search_lr"] > 0 and o["reevaluate_parents"]), "trunk",
            "needs local search (local_search_lr > 0) and re-scored parents (reevaluate_parents: true)")
+    budget = o["evaluations"]  # lr_schedule: after_trunk's clock, read once the trunk is known good
+    _check(budget is None or (isinstance(budget, int) and budget > trunk), "evaluations",
+           f"must be null or the run's budget of evaluations, more than the trunk's {trunk}, got {budget!r}")
     _check(o["trunk_prune"] in TRUNK_PRUNES, "trunk_prune",
            f"must be one of {TRUNK_PRUNES}, got {o['trunk_prune']!r}")
     _check(0.0 <= o["trunk_prune_start"] < 1.0, "trunk_prune_start",
