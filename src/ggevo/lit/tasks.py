@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 TASKS = ("reconstruction", "classification", "layer_reconstruction")
+DEFAULT_TASK = "reconstruction"  # a model config without ``task`` is an autoencoder's
 Score = Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor]
+
+
+def model_task(model_cfg) -> str:
+    """The task of a model config (``model.task``), ``DEFAULT_TASK`` where it names none."""
+    return model_cfg.get("task", DEFAULT_TASK)
 
 
 def reconstruction_loss(output: torch.Tensor, batch: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ggevo.ea.flat import FlatParams
+from ggevo.lit.tasks import model_task
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.files import save_torch, write_json
 from ggevo.pipeline.record.models import log_model_to_run, register_model
@@ -53,7 +54,8 @@ def export_member(run_dir: Path, select: str = "knee", out: Path | None = None) 
     cfg, front, table = read_run(run_dir)
     i = choose_member(table, select)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    task = model_cfg.pop("task", "reconstruction")
+    task = model_task(model_cfg)
+    model_cfg.pop("task", None)
     model = build_model(model_cfg)
     FlatParams(model).load_(front["X"][i])
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -24,6 +24,7 @@ from ggevo.lit.last_checkpoint import (
 )
 from ggevo.lit.module import EvolutionModule
 from ggevo.lit.sparse import SparseModule, build_method, method_options
+from ggevo.lit.tasks import model_task
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.paths import rooted
 from ggevo.pipeline.record.recorder import Recorder
@@ -60,7 +61,7 @@ def unprepared_data(cfg: DictConfig) -> pl.LightningDataModule:
 def optimizer_factory(cfg: DictConfig):
     """``params -> optimizer`` of ``cfg.optimizer`` (keys it does not take are dropped, and named; a value
     given by task is the model's task's, ``validate.for_task``)."""
-    args = optimizer_arguments(cfg.optimizer, cfg.model.get("task", "reconstruction"))
+    args = optimizer_arguments(cfg.optimizer, model_task(cfg.model))
     module_keys = set(MODULE_KEYS)  # keys the run reads (validate.MODULE_KEYS), and a sparse method's schedule
     if cfg.optimizer.get("method"):
         module_keys |= set(method_options(cfg.optimizer))
@@ -74,7 +75,7 @@ def build_module(cfg: DictConfig) -> EvolutionModule | GradientModule | SparseMo
     """The LightningModule: GEMONN-like optimizers evolve, gradient ones train down a pruning schedule or,
     with ``optimizer.method`` (gmp | rigl | oneshot), by that sparse-training method."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    task = model_cfg.get("task", "reconstruction")
+    task = model_task(model_cfg)
     model = build_model(model_cfg)
     if evolves_population(cfg.optimizer):
         return EvolutionModule(model, optimizer_factory(cfg), task=task, evaluation=cfg.evaluation.strategy,

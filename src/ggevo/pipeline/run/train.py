@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 from ggevo.lit.clock import RunClock
 from ggevo.lit.config_stamp import ConfigStamp
 from ggevo.lit.module import EvolutionModule
+from ggevo.lit.tasks import model_task
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.interrupts import Interrupts, RunKilled
 from ggevo.pipeline.core.numerics import apply_numerics_setting
@@ -83,7 +84,7 @@ def apply_budget(cfg: DictConfig) -> None:
     GEMONN preset with a trunk share (``optimizer.trunk_fraction``) takes the budget ``trainer.max_steps``
     generations of its population alone spend (``evaluations_for``), so its trunk never outlasts the run."""
     _apply_budget(cfg)
-    o, task = cfg.optimizer, cfg.model.get("task", "reconstruction")
+    o, task = cfg.optimizer, model_task(cfg.model)
     if not is_evolutionary(cfg) or for_task(o.get("lr_final"), task, "lr_final") is None:
         return
     with open_dict(o):
@@ -101,7 +102,7 @@ def _apply_budget(cfg: DictConfig) -> None:
         if cfg.get("budget") is not None:  # a gradient method's steps are its evaluations
             cfg.trainer.max_steps = int(cfg.budget)
         return
-    fraction = for_task(o.get("trunk_fraction"), cfg.model.get("task", "reconstruction"), "trunk_fraction")
+    fraction = for_task(o.get("trunk_fraction"), model_task(cfg.model), "trunk_fraction")
     population = _population(cfg)
     if cfg.get("budget") is None:
         if fraction is None:
@@ -116,7 +117,7 @@ def _apply_budget(cfg: DictConfig) -> None:
 def _population(cfg: DictConfig) -> tuple:
     """What ``generations_for`` and ``evaluations_for`` read of a GEMONN preset (the warm-up may be given by task)."""
     o = cfg.optimizer
-    warmup = for_task(o.get("warmup"), cfg.model.get("task", "reconstruction"), "warmup")
+    warmup = for_task(o.get("warmup"), model_task(cfg.model), "warmup")
     return o.pop_size, o.get("reevaluate_parents", False), o.get("offspring"), warmup or 0
 
 

@@ -14,7 +14,7 @@ from ggevo.ea.population import PopulationOptimizer
 from ggevo.lit.gradient import check_schedule
 from ggevo.lit.module import SELECT_ON
 from ggevo.lit.sparse import METHODS, build_method, method_keys
-from ggevo.lit.tasks import TASKS
+from ggevo.lit.tasks import TASKS, model_task
 from ggevo.pipeline.core.errors import ConfigError
 from ggevo.pipeline.core.renamed import check_renamed_keys
 
@@ -164,7 +164,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.get("budget") is None or (_is_int(cfg.budget) and cfg.budget > 0), "budget",
              f"must be null or a positive number of evaluations, got {cfg.get('budget')!r}")
     _require("_target_" in o, "optimizer", "needs a _target_")
-    task = m.get("task", "reconstruction")
+    task = model_task(m)
     _require(task in TASKS, "model.task", f"must be one of {TASKS}, got {m.get('task')!r}")
     _validate_optimizer(o, task)
     _require(d.name in DATASETS, "data.name", f"unknown data set {d.name!r}; choose one of {sorted(DATASETS)}")
@@ -191,7 +191,7 @@ def validate(cfg: DictConfig) -> None:
         _require_selection(ds.select, "downstream.select")
         _require(_is_int(ds.epochs) and ds.epochs > 0 and ds.lr > 0, "downstream.epochs",
                  f"need a positive number of epochs and learning rate, got {ds.epochs!r} and {ds.lr!r}")
-        _require(ds.seeds == 0 or m.get("task", "reconstruction") in ("reconstruction", "layer_reconstruction"),
+        _require(ds.seeds == 0 or task in ("reconstruction", "layer_reconstruction"),
                  "downstream.seeds", "downstream accuracy is for autoencoders (model.task=reconstruction or "
                  "layer_reconstruction); a classifier reports its own")
     _require(isinstance(cfg.get("score_test", False), bool), "score_test",
